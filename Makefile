@@ -1,0 +1,49 @@
+# Zeta Router: the two commands are `make demo` and `make test`.
+# Every target is idempotent: a second run reuses the venv and the Go tools cache.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup tools lint typecheck test test-unit test-integration demo demo-down bench clean
+
+setup: $(STAMP) tools  ## venv with the project (editable) and test extras, plus the Go tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --editable '.[test]'
+	touch $@
+
+tools: $(STAMP)  ## build etcd, kube-apiserver, kube-controller-manager, kubectl, Prometheus, helm (cached)
+	$(BIN)/zeta-testbed build
+
+lint: $(STAMP)  ## ruff, formatting, import layers
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: setup lint typecheck  ## everything CI runs
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m unit
+
+test-integration: setup
+	$(BIN)/pytest -m "integration or e2e"
+
+demo: setup  ## a testbed with simulated 4b/7b/14b pods and a little traffic
+	$(BIN)/python -m zeta_testbed.demo
+
+demo-down:  ## stop the demo's testbed
+	$(BIN)/zeta-testbed down --state-dir .testbed/demo
+
+bench: setup
+	$(BIN)/python bench/sim_throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,135 @@
+"""The contract the operator and the sidecar share.
+
+The ``ZetaRouter`` resource (spec and status) and the ``RoutingTable`` document the
+operator writes and the sidecar reads, as typed values with their validation and
+(de)serialisation. Purely data-manipulative: no I/O, no clock reads, and no import
+of the processes that use it.
+
+Layers, bottom up: :mod:`~zeta_api.errors` and :mod:`~zeta_api.durations`;
+:mod:`~zeta_api.schema` (declarative fields), :mod:`~zeta_api.codec` (wire form) and
+:mod:`~zeta_api.openapi` (CRD schema); the documents :mod:`~zeta_api.router`,
+:mod:`~zeta_api.status`, :mod:`~zeta_api.balancing` and :mod:`~zeta_api.table`;
+:mod:`~zeta_api.crd` generates the CRD (``python -m zeta_api.crd``).
+
+What is exported here is the public surface; the field machinery is not.
+"""
+
+from zeta_api.balancing import Balancing, Outlier, Picker, Retry, Timeouts
+from zeta_api.durations import DURATION_PATTERN, format_duration, parse_duration
+from zeta_api.errors import DurationError, SpecError, StatusError, TableError, ZetaApiError
+from zeta_api.router import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAME,
+    SINGULAR,
+    VERSION,
+    Engine,
+    LabelSelector,
+    ModelSpec,
+    PolicySpec,
+    PrometheusSpec,
+    QueryOverrides,
+    RoutingTableRef,
+    SaturationSpec,
+    SelectorOperator,
+    SelectorRequirement,
+    Signal,
+    Spillover,
+    Strategy,
+    VirtualModelSpec,
+    ZetaRouterSpec,
+    parse_spec,
+)
+from zeta_api.status import (
+    CONDITION_DEGRADED,
+    CONDITION_METRICS_AVAILABLE,
+    CONDITION_READY,
+    Condition,
+    ConditionStatus,
+    Fallback,
+    ModelStatus,
+    StatusSummary,
+    TableStatus,
+    ZetaRouterStatus,
+    parse_status,
+    with_condition,
+)
+from zeta_api.table import (
+    DEFAULT_MAX_BYTES,
+    TABLE_API_VERSION,
+    TABLE_KEY,
+    TABLE_KIND,
+    Endpoint,
+    EndpointLoad,
+    ModelEntry,
+    RoutingTable,
+    VirtualModelEntry,
+    content_hash,
+    dump_routing_table,
+    parse_routing_table,
+)
+
+__all__ = [
+    "API_VERSION",
+    "CONDITION_DEGRADED",
+    "CONDITION_METRICS_AVAILABLE",
+    "CONDITION_READY",
+    "DEFAULT_MAX_BYTES",
+    "DURATION_PATTERN",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SHORT_NAME",
+    "SINGULAR",
+    "TABLE_API_VERSION",
+    "TABLE_KEY",
+    "TABLE_KIND",
+    "VERSION",
+    "Balancing",
+    "Condition",
+    "ConditionStatus",
+    "DurationError",
+    "Endpoint",
+    "EndpointLoad",
+    "Engine",
+    "Fallback",
+    "LabelSelector",
+    "ModelEntry",
+    "ModelSpec",
+    "ModelStatus",
+    "Outlier",
+    "Picker",
+    "PolicySpec",
+    "PrometheusSpec",
+    "QueryOverrides",
+    "Retry",
+    "RoutingTable",
+    "RoutingTableRef",
+    "SaturationSpec",
+    "SelectorOperator",
+    "SelectorRequirement",
+    "Signal",
+    "SpecError",
+    "Spillover",
+    "StatusError",
+    "StatusSummary",
+    "Strategy",
+    "TableError",
+    "TableStatus",
+    "Timeouts",
+    "VirtualModelEntry",
+    "VirtualModelSpec",
+    "ZetaApiError",
+    "ZetaRouterSpec",
+    "ZetaRouterStatus",
+    "content_hash",
+    "dump_routing_table",
+    "format_duration",
+    "parse_duration",
+    "parse_routing_table",
+    "parse_spec",
+    "parse_status",
+    "with_condition",
+]
