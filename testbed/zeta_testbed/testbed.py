@@ -1,0 +1,475 @@
+"""The testbed as one object: bring it up, change its pods, look at it, take it down.
+
+Its state (ports, the admin token, every process it started, every pod) is a JSON
+file in the state folder, so ``zeta-testbed`` commands run later, and test fixtures
+in other processes, work on the same testbed. A file lock serialises changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import socket
+import string
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from zeta_testbed import controlplane, pki, pods, processes, prometheus, tools
+from zeta_testbed.controlplane import Ports
+from zeta_testbed.processes import ProcessRecord
+
+DEFAULT_NAMESPACE = "zeta-testbed"
+START_TIMEOUT = 60.0
+"""Seconds each component may take to become ready (envtest allows the apiserver 20 s;
+a loaded 2-core machine needs more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    namespace: str
+    name: str
+    size: str
+    ip: str
+    process: ProcessRecord
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{pods.MODEL_PORT}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+
+@dataclass(slots=True)
+class State:
+    namespace: str
+    backend: str
+    time_scale: float
+    ports: Ports
+    token: str
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    pods: list[PodInfo] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        raw = json.loads(text)
+
+        def record(obj: dict[str, Any]) -> ProcessRecord:
+            return ProcessRecord(**{**obj, "argv": tuple(obj["argv"])})
+
+        return cls(
+            namespace=raw["namespace"],
+            backend=raw["backend"],
+            time_scale=raw["time_scale"],
+            ports=Ports(**raw["ports"]),
+            token=raw["token"],
+            processes={name: record(obj) for name, obj in raw["processes"].items()},
+            pods=[PodInfo(**{**obj, "process": record(obj["process"])}) for obj in raw["pods"]],
+        )
+
+
+class TestbedError(RuntimeError):
+    """The testbed cannot do what was asked; the message says why."""
+
+
+class Testbed:
+    """A running (or stopped) testbed, found through its state folder."""
+
+    __test__ = False  # Not a pytest test class, despite the name.
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir.resolve()
+
+    # ----------------------------------------------------------------- files
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / "env"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def exists(self) -> bool:
+        return self._state_file.exists()
+
+    def state(self) -> State:
+        if not self.exists():
+            raise TestbedError(f"no testbed in {self.state_dir}; start one with `zeta-testbed up`")
+        return State.from_json(self._state_file.read_text())
+
+    def _save(self, state: State) -> None:
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(state.to_json())
+        tmp.replace(self._state_file)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[State]:
+        """Read-modify-write of the state, safe against other zeta-testbed processes."""
+        with (self.state_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self.state()
+            yield state
+            self._save(state)
+
+    # ------------------------------------------------------------- addresses
+    @property
+    def apiserver_url(self) -> str:
+        return f"https://127.0.0.1:{self.state().ports.apiserver}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.state().ports.prometheus}"
+
+    @property
+    def namespace(self) -> str:
+        return self.state().namespace
+
+    def api_client(self) -> k8s.ApiClient:
+        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
+        return api
+
+    def env(self) -> dict[str, str]:
+        """What a shell (or a test) needs to talk to this testbed."""
+        bin_dir = self.state_dir / "bin"
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "PROMETHEUS_URL": self.prometheus_url,
+            "ZETA_NAMESPACE": self.namespace,
+            "ZETA_KUBECTL": str(bin_dir / "kubectl"),
+            "ZETA_HELM": str(bin_dir / "helm"),
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        }
+
+    def env_script(self) -> str:
+        """``env()`` as shell lines; PATH is prepended to, not replaced."""
+        lines = [f'export {key}="{value}"' for key, value in self.env().items() if key != "PATH"]
+        lines.append(f'export PATH="{self.state_dir / "bin"}:$PATH"')
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------- up
+    def up(
+        self,
+        pod_counts: Mapping[str, int],
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        backend: str = "zeta-sim",
+        time_scale: float = 1.0,
+    ) -> None:
+        if self.exists() and any(processes.is_running(p) for p in self.state().processes.values()):
+            raise TestbedError(f"a testbed already runs from {self.state_dir}; `down` it first")
+        if backend not in pods.BACKENDS:
+            raise TestbedError(f"unknown backend {backend!r}")
+        binaries = {
+            name: tools.locate(name)
+            for name in (
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kubectl",
+                "prometheus",
+            )
+        }
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir.mkdir(parents=True)
+        logs = self.state_dir / "logs"
+        keys = pki.create(self.state_dir / "pki", dt.datetime.now(dt.UTC))
+        token_file, token = controlplane.write_token_file(self.state_dir / "pki")
+        ports = Ports(*_free_ports(5))
+        state = State(namespace, backend, time_scale, ports, token)
+        self._save(state)
+        try:
+            # Simulators start while the control plane does: they need nothing from it.
+            starting = [
+                self._spawn_simulator(state, size, namespace)
+                for size, count in pod_counts.items()
+                for _ in range(count)
+            ]
+            self._start_control_plane(state, binaries, keys, token_file, logs)
+            self._link_clients(binaries["kubectl"])
+            self._create_namespace(namespace)
+            for pod in starting:
+                self._register_pod(pod, labels=None, ready=True)
+            self.env_file.write_text(self.env_script())
+            self.wait_scraped(len(state.pods), timeout=START_TIMEOUT)
+        except BaseException:
+            self._save(state)
+            self.down(keep_state=True)
+            raise
+
+    def _start_control_plane(
+        self,
+        state: State,
+        binaries: Mapping[str, Path],
+        keys: pki.Pki,
+        token_file: Path,
+        logs: Path,
+    ) -> None:
+        ports = state.ports
+        etcd = processes.spawn(
+            "etcd",
+            controlplane.etcd_argv(binaries["etcd"], self.state_dir / "etcd", ports),
+            log_dir=logs,
+        )
+        state.processes["etcd"] = etcd
+        self._save(state)
+        processes.wait_ready(
+            etcd,
+            lambda: processes.http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"),
+            timeout=START_TIMEOUT,
+            what="etcd",
+        )
+        apiserver = processes.spawn(
+            "kube-apiserver",
+            controlplane.apiserver_argv(binaries["kube-apiserver"], keys, token_file, ports),
+            log_dir=logs,
+        )
+        state.processes["kube-apiserver"] = apiserver
+        self._save(state)
+        processes.wait_ready(
+            apiserver,
+            lambda: processes.http_ok(
+                f"https://127.0.0.1:{ports.apiserver}/readyz",
+                ca_file=keys.ca_cert,
+                token=state.token,
+            ),
+            timeout=START_TIMEOUT,
+            what="kube-apiserver",
+        )
+        controlplane.write_kubeconfig(
+            self.kubeconfig,
+            server=f"https://127.0.0.1:{ports.apiserver}",
+            ca_file=keys.ca_cert,
+            token=state.token,
+        )
+        state.processes["kube-controller-manager"] = processes.spawn(
+            "kube-controller-manager",
+            controlplane.controller_manager_argv(
+                binaries["kube-controller-manager"],
+                keys,
+                self.kubeconfig,
+                self.state_dir / "controller-manager",
+                ports,
+            ),
+            log_dir=logs,
+        )
+        prometheus.write_config(self.state_dir / "prometheus.yml", self.kubeconfig)
+        self._save(state)
+        self.start_prometheus()
+
+    def _link_clients(self, kubectl: Path) -> None:
+        bin_dir = self.state_dir / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        (bin_dir / "kubectl").symlink_to(kubectl)
+        with contextlib.suppress(tools.ToolError):
+            (bin_dir / "helm").symlink_to(tools.locate("helm"))
+
+    def _create_namespace(self, namespace: str) -> None:
+        with self.api_client() as api:
+            try:
+                k8s.CoreV1Api(api).create_namespace(
+                    k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace))
+                )
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+    # ------------------------------------------------------------ prometheus
+    def start_prometheus(self) -> None:
+        """Start (or restart) Prometheus on the testbed's fixed port."""
+        with self._locked() as state:
+            record = processes.spawn(
+                "prometheus",
+                prometheus.argv(
+                    tools.locate("prometheus"),
+                    self.state_dir / "prometheus.yml",
+                    self.state_dir / "prometheus-data",
+                    state.ports.prometheus,
+                ),
+                log_dir=self.state_dir / "logs",
+            )
+            state.processes["prometheus"] = record
+        processes.wait_ready(
+            record,
+            lambda: processes.http_ok(f"http://127.0.0.1:{state.ports.prometheus}/-/ready"),
+            timeout=START_TIMEOUT,
+            what="prometheus",
+        )
+
+    def stop_prometheus(self) -> None:
+        """Stop Prometheus (tests of the operator's degradation ladder need that)."""
+        processes.stop(self.state().processes["prometheus"])
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query; the result vector as Prometheus returns it."""
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise TestbedError(f"Prometheus query {promql!r} failed: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_scraped(self, count: int, *, timeout: float) -> None:
+        """Until Prometheus has exactly ``count`` ``vllm:num_requests_running`` series."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, TestbedError):
+                result = self.query("count(vllm:num_requests_running) or vector(0)")
+                seen = int(float(result[0]["value"][1])) if result else 0
+                if seen == count:
+                    return
+            time.sleep(0.25)
+        raise TestbedError(f"Prometheus sees {seen} model pods after {timeout:.0f} s, not {count}")
+
+    # ------------------------------------------------------------------ pods
+    def add_pod(
+        self,
+        size: str,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        ready: bool = True,
+    ) -> PodInfo:
+        """Start a simulator and the Pod object that stands for it."""
+        with self._locked() as state:
+            pod = self._spawn_simulator(state, size, namespace or state.namespace)
+        self._register_pod(pod, labels=labels, ready=ready)
+        return pod
+
+    def _spawn_simulator(self, state: State, size: str, namespace: str) -> PodInfo:
+        if size not in pods.SIZES:
+            raise TestbedError(f"unknown model size {size!r}: expected one of {pods.SIZES}")
+        ip = pods.next_free_ip((pod.ip for pod in state.pods), is_free=_port_free)
+        name = f"vllm-{size}-{_suffix()}"
+        argv = pods.simulator_argv(state.backend, size, ip, time_scale=state.time_scale)
+        record = processes.spawn(f"pod-{namespace}-{name}", argv, log_dir=self.state_dir / "logs")
+        pod = PodInfo(namespace, name, size, ip, record)
+        state.pods.append(pod)
+        return pod
+
+    def _register_pod(self, pod: PodInfo, *, labels: Mapping[str, str] | None, ready: bool) -> None:
+        """Once its simulator answers, create the Pod and report it Running (the kubelet's job)."""
+        processes.wait_ready(
+            pod.process,
+            lambda: processes.http_ok(f"{pod.url}/health"),
+            timeout=START_TIMEOUT,
+            what=f"simulator of pod {pod.name}",
+        )
+        with self.api_client() as api:
+            core = k8s.CoreV1Api(api)
+            manifest = pods.pod_manifest(pod.name, pod.namespace, pod.size, labels=labels)
+            # The client sends a plain dict as it is; its stubs only know the model classes.
+            core.create_namespaced_pod(pod.namespace, manifest)  # type: ignore[arg-type]
+            core.patch_namespaced_pod_status(
+                pod.name,
+                pod.namespace,
+                pods.status_patch(pod.ip, ready=ready, now=dt.datetime.now(dt.UTC)),
+            )
+
+    def set_pod_ready(self, pod: PodInfo, ready: bool) -> None:
+        with self.api_client() as api:
+            k8s.CoreV1Api(api).patch_namespaced_pod_status(
+                pod.name,
+                pod.namespace,
+                pods.status_patch(pod.ip, ready=ready, now=dt.datetime.now(dt.UTC)),
+            )
+
+    def remove_pod(self, name: str, namespace: str | None = None) -> None:
+        """Delete the Pod object, then stop its simulator."""
+        with self._locked() as state:
+            namespace = namespace or state.namespace
+            matches = [p for p in state.pods if p.name == name and p.namespace == namespace]
+            if not matches:
+                raise TestbedError(f"no testbed pod {namespace}/{name}")
+            with self.api_client() as api:
+                try:
+                    k8s.CoreV1Api(api).delete_namespaced_pod(name, namespace)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            processes.stop(matches[0].process, grace=5)
+            state.pods.remove(matches[0])
+
+    def pods(self, namespace: str | None = None) -> list[PodInfo]:
+        return [p for p in self.state().pods if namespace is None or p.namespace == namespace]
+
+    # ----------------------------------------------------------- look, down
+    def status(self) -> list[tuple[str, int, bool]]:
+        """(name, pid, running) for every process the testbed started."""
+        state = self.state()
+        records = [*state.processes.values(), *(pod.process for pod in state.pods)]
+        return [(r.name, r.pid, processes.is_running(r)) for r in records]
+
+    def down(self, *, keep_state: bool = False) -> None:
+        """Stop every process the testbed started (models first, etcd last)."""
+        if not self.exists():
+            return
+        state = self.state()
+        processes.stop_all([pod.process for pod in state.pods], grace=5)
+        for name in ("prometheus", "kube-controller-manager", "kube-apiserver", "etcd"):
+            if name in state.processes:
+                processes.stop(state.processes[name])
+        if not keep_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _free_ports(count: int) -> list[int]:
+    # Hold all sockets open until every port is known, so no two are the same.
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _port_free(ip: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((ip, pods.MODEL_PORT))
+        except OSError:
+            return False
+    return True
+
+
+def _suffix() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("ZETA_TESTBED_DIR", ".testbed"))
+
+
+if sys.platform != "linux":  # pragma: no cover - the testbed reads /proc and loopback /8
+    raise ImportError("the Zeta testbed runs on Linux only")

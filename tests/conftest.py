@@ -1,0 +1,65 @@
+"""Fixtures shared by every test: the testbed, once per session, and a namespace per test.
+
+Set ``ZETA_TESTBED_DIR`` to the state folder of a testbed you already run
+(``zeta-testbed up --state-dir DIR``) to reuse it and skip the start-up; otherwise
+the session starts its own in a temporary folder and takes it down at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from zeta_testbed.testbed import Testbed
+
+SESSION_PODS = {"4b": 2, "7b": 2, "14b": 1}
+"""The shape of the cluster the design benchmarks: heterogeneous, with twins to compare."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The folder says what a test needs: tests/unit runs anywhere, tests/integration needs
+    # the testbed, tests/e2e the whole product on it.
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for marker in ("unit", "integration", "e2e"):
+            if marker in parts:
+                item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    existing = os.environ.get("ZETA_TESTBED_DIR")
+    if existing and Testbed(Path(existing)).exists():
+        yield Testbed(Path(existing))
+        return
+    bed = Testbed(tmp_path_factory.mktemp("testbed"))
+    # Ten times real time: the simulated models answer in milliseconds, tests stay short.
+    bed.up(SESSION_PODS, time_scale=10.0)
+    try:
+        yield bed
+    finally:
+        bed.down()
+
+
+@pytest.fixture
+def core(testbed: Testbed) -> Iterator[k8s.CoreV1Api]:
+    with testbed.api_client() as api:
+        yield k8s.CoreV1Api(api)
+
+
+@pytest.fixture
+def namespace(testbed: Testbed, core: k8s.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (with everything in it) afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        for pod in testbed.pods(name):
+            testbed.remove_pod(pod.name, name)
+        core.delete_namespace(name)
