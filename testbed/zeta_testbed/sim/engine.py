@@ -1,0 +1,395 @@
+"""The continuous-batching engine: who runs, who waits, and how long a step takes.
+
+The model is vLLM's scheduler reduced to what a load balancer can observe:
+
+- At most ``capacity`` sequences run at once; further arrivals wait in FIFO order.
+- One loop advances time in *steps*. At the start of a step, waiting sequences are
+  admitted into free slots; at its end, every running sequence has emitted one token.
+  A sequence's first token therefore arrives at the end of the step that admitted it,
+  so its time to first token is its queue wait plus that step, which carries the
+  prefill of everything admitted with it.
+- A step lasts::
+
+      (decode * (1 + batch_penalty * running / capacity) + prefill * admitted_prompt_tokens)
+      * slowdown / time_scale
+
+  where ``running`` counts the batch after admission (see ``presets`` for the figures).
+- KV-cache usage is the tokens held by running sequences (prompt plus generated so
+  far) over the preset's KV capacity, capped at 1. The cache never blocks admission
+  or preempts: the slot limit is the only back-pressure, which keeps the arithmetic
+  predictable for tests while still giving the gauge a realistic shape.
+
+No sequence owns a timer: the step loop sets one future per waiting consumer, so the
+cost of a step is linear in the batch and independent of how many tokens a consumer
+reads at once. When nothing runs or waits, the loop awaits a future that ``submit``
+resolves, so an idle engine costs nothing.
+
+This module does no I/O. Time comes from an injected clock and sleep, which tests
+replace with virtual time.
+"""
+
+import asyncio
+import enum
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from zeta_testbed.sim.presets import Preset
+
+__all__ = [
+    "Clock",
+    "Engine",
+    "EngineStats",
+    "FinishReason",
+    "Sequence",
+    "SequenceState",
+    "Sleep",
+]
+
+Clock = Callable[[], float]
+"""Returns the current time in seconds; only differences are used."""
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits the given number of seconds on the clock above."""
+
+
+class SequenceState(enum.Enum):
+    """Where a sequence is in its life; the last three are final."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    """Its consumer went away (client disconnect)."""
+    ABORTED = "aborted"
+    """The engine stopped under it (server shutdown)."""
+
+
+class FinishReason(enum.StrEnum):
+    """OpenAI's ``finish_reason`` for a sequence that ran to its end."""
+
+    LENGTH = "length"
+    """It reached the ``max_tokens`` the client asked for."""
+    STOP = "stop"
+    """The simulated model chose to stop (no ``max_tokens`` was given)."""
+
+
+_FINAL_STATES = frozenset({SequenceState.FINISHED, SequenceState.CANCELLED, SequenceState.ABORTED})
+
+
+class Sequence:
+    """One request inside the engine; read by exactly one consumer.
+
+    The consumer awaits ``wait_progress`` (streaming) or ``wait_done`` (whole
+    response); timestamps are on the engine's clock and set by the engine only.
+    """
+
+    __slots__ = (
+        "_done_waiter",
+        "_progress_waiter",
+        "admitted_at",
+        "arrived_at",
+        "finish_reason",
+        "finished_at",
+        "first_token_at",
+        "generated",
+        "id",
+        "output_tokens",
+        "prompt_tokens",
+        "state",
+    )
+
+    def __init__(
+        self,
+        *,
+        seq_id: int,
+        prompt_tokens: int,
+        output_tokens: int,
+        finish_reason: FinishReason,
+        arrived_at: float,
+    ) -> None:
+        self.id = seq_id
+        self.prompt_tokens = prompt_tokens
+        self.output_tokens = output_tokens
+        """Tokens the sequence will emit if it runs to its end."""
+        self.finish_reason = finish_reason
+        self.arrived_at = arrived_at
+        self.admitted_at: float | None = None
+        self.first_token_at: float | None = None
+        self.finished_at: float | None = None
+        self.generated = 0
+        self.state = SequenceState.WAITING
+        self._progress_waiter: asyncio.Future[None] | None = None
+        self._done_waiter: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Sequence(id={self.id}, state={self.state.value}, "
+            f"generated={self.generated}/{self.output_tokens})"
+        )
+
+    @property
+    def done(self) -> bool:
+        """Whether the sequence is in a final state and will emit nothing more."""
+        return self.state in _FINAL_STATES
+
+    async def wait_progress(self, seen: int) -> int:
+        """Wait until more than ``seen`` tokens exist or the sequence is done.
+
+        Returns the number of tokens generated so far; a consumer slower than the
+        steps gets several tokens per wake-up instead of falling behind.
+        """
+        if self.generated <= seen and not self.done:
+            waiter = asyncio.get_running_loop().create_future()
+            self._progress_waiter = waiter
+            await waiter
+        return self.generated
+
+    async def wait_done(self) -> None:
+        """Wait until the sequence reaches a final state."""
+        if not self.done:
+            waiter = asyncio.get_running_loop().create_future()
+            self._done_waiter = waiter
+            await waiter
+
+    def _wake_progress(self) -> None:
+        waiter = self._progress_waiter
+        if waiter is not None:
+            self._progress_waiter = None
+            # A consumer cancelled while waiting leaves a cancelled future behind.
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _end(self, state: SequenceState, now: float) -> None:
+        self.state = state
+        self.finished_at = now
+        self._wake_progress()
+        waiter = self._done_waiter
+        if waiter is not None:
+            self._done_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineStats:
+    """A consistent snapshot of the engine's gauges and counters."""
+
+    running: int
+    waiting: int
+    kv_cache_usage: float
+    """Fraction in [0, 1]."""
+    submitted_total: int
+    finished_total: Mapping[FinishReason, int]
+    cancelled_total: int
+    aborted_total: int
+    prompt_tokens_total: int
+    """Prompt tokens prefilled, counted when a sequence is admitted."""
+    generation_tokens_total: int
+    """Tokens emitted, including those of sequences later cancelled."""
+    steps_total: int
+
+
+class Engine:
+    """Continuous batching over ``capacity`` slots, driven by ``run``."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        *,
+        capacity: int | None = None,
+        time_scale: float = 1.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        """Build an idle engine; nothing happens until ``run`` is awaited.
+
+        ``capacity`` overrides the preset's slot count. ``time_scale`` divides every
+        step's duration: 10 runs the model ten times faster than real time.
+        """
+        if capacity is not None and capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, got {time_scale}")
+        self.preset = preset
+        self.capacity = capacity if capacity is not None else preset.capacity
+        self.time_scale = time_scale
+        self._clock = clock
+        self._sleep = sleep
+        self._slowdown = 1.0
+        # Insertion-ordered maps: FIFO admission, and O(1) removal on cancellation.
+        self._waiting: OrderedDict[int, Sequence] = OrderedDict()
+        self._running: dict[int, Sequence] = {}
+        self._kv_tokens = 0
+        self._next_id = 0
+        self._idle_waiter: asyncio.Future[None] | None = None
+        self._is_running = False
+        self._submitted = 0
+        self._finished = dict.fromkeys(FinishReason, 0)
+        self._cancelled = 0
+        self._aborted = 0
+        self._prompt_tokens_total = 0
+        self._generation_tokens_total = 0
+        self._steps = 0
+
+    @property
+    def slowdown(self) -> float:
+        """Factor (>= 1) multiplying every step's duration; the ``slowdown`` fault."""
+        return self._slowdown
+
+    @slowdown.setter
+    def slowdown(self, value: float) -> None:
+        if not value >= 1.0:
+            raise ValueError(f"slowdown must be at least 1, got {value}")
+        self._slowdown = value
+
+    def step_duration(self, running: int, prefill_tokens: int) -> float:
+        """Seconds of one step with ``running`` sequences after admitting ``prefill_tokens``."""
+        preset = self.preset
+        decode = preset.decode_seconds_per_token * (
+            1.0 + preset.batch_penalty * running / self.capacity
+        )
+        prefill = preset.prefill_seconds_per_token * prefill_tokens
+        return (decode + prefill) * self._slowdown / self.time_scale
+
+    @property
+    def kv_cache_usage(self) -> float:
+        """Tokens held by running sequences over the KV capacity, capped at 1."""
+        return min(1.0, self._kv_tokens / self.preset.kv_capacity_tokens)
+
+    def stats(self) -> EngineStats:
+        """Snapshot the gauges and counters."""
+        return EngineStats(
+            running=len(self._running),
+            waiting=len(self._waiting),
+            kv_cache_usage=self.kv_cache_usage,
+            submitted_total=self._submitted,
+            finished_total=MappingProxyType(dict(self._finished)),
+            cancelled_total=self._cancelled,
+            aborted_total=self._aborted,
+            prompt_tokens_total=self._prompt_tokens_total,
+            generation_tokens_total=self._generation_tokens_total,
+            steps_total=self._steps,
+        )
+
+    def submit(
+        self,
+        *,
+        prompt_tokens: int,
+        output_tokens: int,
+        finish_reason: FinishReason = FinishReason.LENGTH,
+    ) -> Sequence:
+        """Queue a sequence that will emit ``output_tokens`` tokens, then end."""
+        if prompt_tokens < 0:
+            raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens}")
+        if output_tokens < 1:
+            raise ValueError(f"output_tokens must be at least 1, got {output_tokens}")
+        seq = Sequence(
+            seq_id=self._next_id,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            finish_reason=finish_reason,
+            arrived_at=self._clock(),
+        )
+        self._next_id += 1
+        self._submitted += 1
+        self._waiting[seq.id] = seq
+        idle = self._idle_waiter
+        if idle is not None and not idle.done():
+            idle.set_result(None)
+        return seq
+
+    def cancel(self, seq: Sequence) -> bool:
+        """Remove a sequence whose consumer went away; frees its slot at once.
+
+        Returns whether it was cancelled (False if it had already ended), so callers
+        can count cancellations without double counting.
+        """
+        if seq.state is SequenceState.WAITING:
+            del self._waiting[seq.id]
+        elif seq.state is SequenceState.RUNNING:
+            del self._running[seq.id]
+            self._kv_tokens -= seq.prompt_tokens + seq.generated
+        else:
+            return False
+        self._cancelled += 1
+        seq._end(SequenceState.CANCELLED, self._clock())
+        return True
+
+    def abort_all(self) -> None:
+        """End every waiting and running sequence, waking their consumers (shutdown)."""
+        now = self._clock()
+        for seq in (*self._waiting.values(), *self._running.values()):
+            seq._end(SequenceState.ABORTED, now)
+            self._aborted += 1
+        self._waiting.clear()
+        self._running.clear()
+        self._kv_tokens = 0
+
+    async def run(self) -> None:
+        """Step until cancelled; sequences still in flight are then aborted."""
+        if self._is_running:
+            raise RuntimeError("the engine's step loop is already running")
+        self._is_running = True
+        try:
+            while True:
+                if not self._running and not self._waiting:
+                    self._idle_waiter = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._idle_waiter
+                    finally:
+                        self._idle_waiter = None
+                    continue
+                await self.step()
+        finally:
+            self._is_running = False
+            self.abort_all()
+
+    async def step(self) -> None:
+        """Admit, wait out one step, emit a token per running sequence.
+
+        ``run`` calls this in a loop; tests call it directly to move one step at a time.
+        """
+        started = self._clock()
+        prefill_tokens = self._admit(started)
+        duration = self.step_duration(len(self._running), prefill_tokens)
+        # Sleep to a deadline rather than for a duration, so the loop's own work counts
+        # as part of the step instead of drifting the simulated clock behind real time.
+        # Always yield, even when late, or a fast time scale would starve the server.
+        await self._sleep(max(0.0, started + duration - self._clock()))
+        self._emit(self._clock())
+
+    def _admit(self, now: float) -> int:
+        prefill_tokens = 0
+        while self._waiting and len(self._running) < self.capacity:
+            _, seq = self._waiting.popitem(last=False)
+            seq.state = SequenceState.RUNNING
+            seq.admitted_at = now
+            self._running[seq.id] = seq
+            prefill_tokens += seq.prompt_tokens
+        self._kv_tokens += prefill_tokens
+        self._prompt_tokens_total += prefill_tokens
+        return prefill_tokens
+
+    def _emit(self, now: float) -> None:
+        self._steps += 1
+        running = self._running
+        emitted = len(running)
+        finished: list[Sequence] = []
+        for seq in running.values():
+            seq.generated += 1
+            if seq.first_token_at is None:
+                seq.first_token_at = now
+            if seq.generated >= seq.output_tokens:
+                finished.append(seq)
+            else:
+                seq._wake_progress()
+        self._generation_tokens_total += emitted
+        self._kv_tokens += emitted
+        for seq in finished:
+            del running[seq.id]
+            self._kv_tokens -= seq.prompt_tokens + seq.generated
+            self._finished[seq.finish_reason] += 1
+            seq._end(SequenceState.FINISHED, now)

@@ -1,0 +1,759 @@
+"""The aiohttp application: OpenAI wire format and SSE in front of the engine.
+
+Routes:
+
+- ``POST /v1/chat/completions``, ``POST /v1/completions``: generation, streaming (SSE,
+  one event per token) or not. Errors are OpenAI-shaped:
+  ``{"error": {"message", "type", "param", "code"}}``.
+- ``GET /v1/models``, ``GET /health``, ``GET /metrics``.
+- ``GET|POST|DELETE /admin/faults`` (see ``faults``) and ``GET /admin/stats``.
+
+A generation request goes: parse (400/404) -> fault decision (reset, 500, hang) ->
+engine -> response. A client that disconnects cancels its handler (the runner is built
+with ``handler_cancellation=True``; a failed SSE write has the same effect), which
+removes its sequence from the engine and counts it as cancelled.
+
+At shutdown, everything in flight is aborted (503, or an error event on a stream)
+instead of drained: a simulated pod has no work worth finishing, and tests should not
+wait out a grace period.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from zeta_testbed.sim.engine import Clock, Engine, FinishReason, Sequence, SequenceState, Sleep
+from zeta_testbed.sim.faults import Action, Faults, FaultsError
+from zeta_testbed.sim.metrics import LEGACY_METRIC_NAMES, METRIC_NAMES, SimMetrics, render
+from zeta_testbed.sim.presets import DEFAULT_PRESET, PRESETS, Preset
+
+__all__ = ["STATE", "RunningSim", "SimConfig", "SimState", "create_app", "create_runner", "start"]
+
+logger = logging.getLogger(__name__)
+
+_CHARS_PER_TOKEN: Final = 4
+"""The usual rough figure for English text under BPE tokenizers."""
+
+_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+"""Long prompts (a 100k-token context is ~400 KB) must fit; aiohttp's default is 1 MiB."""
+
+# The text the simulated model "generates": one word per token, cycled.
+_WORDS: Final = (
+    "The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "a",
+    "simulated", "model", "streams", "tokens", "at", "a", "pace", "set", "by", "its",
+    "batch", "so", "that", "a", "router", "has", "load", "to", "balance",
+)  # fmt: skip
+_TOKEN_TEXTS: Final = tuple(f" {word}" for word in _WORDS)
+_TOKEN_JSON: Final = tuple(json.dumps(text).encode() for text in _TOKEN_TEXTS)
+_PLACEHOLDER: Final = "\x00token\x00"
+
+_SSE_DONE: Final = b"data: [DONE]\n\n"
+
+Kind = Literal["chat", "completion"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimConfig:
+    """What one sim serves and how fast; built once by the CLI or a test."""
+
+    preset: Preset = PRESETS[DEFAULT_PRESET]
+    """Model size: capacity, step times and KV capacity."""
+
+    model: str | None = None
+    """Model id in ``/v1/models`` and the metrics' ``model_name``; ``sim-<preset>`` if unset."""
+
+    served_model_name: str | None = None
+    """Another name requests may use for the model, as vLLM's ``--served-model-name``."""
+
+    capacity: int | None = None
+    """Concurrent sequences, overriding the preset's."""
+
+    time_scale: float = 1.0
+    """Speed-up over real time: 10 makes every step ten times shorter."""
+
+    legacy_kv_metric: bool = False
+    """Export ``vllm:gpu_cache_usage_perc`` (vLLM V0) instead of ``kv_cache_usage_perc``."""
+
+    seed: int = 0
+    """Seeds the default output lengths and the error-rate draws."""
+
+    @property
+    def model_name(self) -> str:
+        """The model id actually served."""
+        return self.model or self.preset.default_model_name
+
+    @property
+    def accepted_models(self) -> tuple[str, ...]:
+        """Names a request's ``model`` may carry, the model id first."""
+        names = [self.model_name]
+        if self.served_model_name and self.served_model_name != self.model_name:
+            names.append(self.served_model_name)
+        return tuple(names)
+
+
+@dataclass(slots=True, kw_only=True)
+class SimState:
+    """The live state of one sim application."""
+
+    config: SimConfig
+    engine: Engine
+    metrics: SimMetrics
+    faults: Faults = field(default_factory=Faults)
+    closing: bool = False
+    """Set at shutdown: new generation requests get a 503."""
+    hang_released: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set whenever the ``hang`` fault is off; hung requests wait on it."""
+    length_rng: random.Random = field(default_factory=random.Random)
+    fault_rng: random.Random = field(default_factory=random.Random)
+
+    def set_faults(self, faults: Faults) -> None:
+        """Put ``faults`` in force at once, for requests in flight too."""
+        self.faults = faults
+        self.engine.slowdown = faults.slowdown
+        if faults.hang:
+            self.hang_released.clear()
+        else:
+            self.hang_released.set()
+        logger.info("faults now %s", faults.to_json())
+
+    def stats_json(self) -> dict[str, object]:
+        """The counters ``GET /admin/stats`` returns."""
+        stats = self.engine.stats()
+        requests = self.metrics.requests
+        return {
+            "requests_total": requests.total,
+            "completed": sum(stats.finished_total.values()),
+            "cancelled": requests.cancelled,
+            "failed": requests.failed,
+            "running": stats.running,
+            "waiting": stats.waiting,
+            "hung": requests.hung,
+            "kv_cache_usage": stats.kv_cache_usage,
+        }
+
+
+STATE: Final = web.AppKey("zeta_sim_state", SimState)
+_REGISTRY: Final = web.AppKey("zeta_sim_registry", CollectorRegistry)
+
+
+class _ApiError(Exception):
+    """A request that gets an OpenAI-style error instead of a completion."""
+
+    def __init__(
+        self, status: int, message: str, *, kind: str, code: str, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.code = code
+        self.param = param
+
+    def response(self) -> web.Response:
+        return _error_response(
+            self.status, self.message, kind=self.kind, code=self.code, param=self.param
+        )
+
+
+def _error_response(
+    status: int, message: str, *, kind: str, code: str, param: str | None = None
+) -> web.Response:
+    error = {"message": message, "type": kind, "param": param, "code": code}
+    return _json_response({"error": error}, status=status)
+
+
+def _json_response(data: object, *, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _bad_request(
+    message: str, *, param: str | None = None, code: str = "invalid_value"
+) -> _ApiError:
+    return _ApiError(400, message, kind="invalid_request_error", code=code, param=param)
+
+
+@dataclass(frozen=True, slots=True)
+class _Generation:
+    """The parts of a generation request the sim acts on."""
+
+    kind: Kind
+    model: str
+    prompt_tokens: int
+    max_tokens: int | None
+    stream: bool
+    include_usage: bool
+
+
+async def _read_json_object(request: web.Request) -> dict[str, object]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:  # also covers undecodable bytes
+        raise _bad_request(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise _bad_request("Request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _text_chars(content: object, param: str) -> int:
+    """Characters of a message ``content``: a string, parts with ``text``, or null."""
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        chars = 0
+        for part in content:
+            if not isinstance(part, dict):
+                raise _bad_request("Content parts must be objects.", param=param)
+            text = part.get("text")
+            if isinstance(text, str):
+                chars += len(text)
+        return chars
+    raise _bad_request("Content must be a string, a list of parts, or null.", param=param)
+
+
+def _prompt_tokens_of_messages(messages: object) -> int:
+    if not isinstance(messages, list) or not messages:
+        raise _bad_request("'messages' must be a non-empty list.", param="messages")
+    chars = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            raise _bad_request("Each message must be an object.", param="messages")
+        chars += _text_chars(message.get("content"), "messages")
+    return -(-chars // _CHARS_PER_TOKEN)
+
+
+def _prompt_tokens_of_prompt(prompt: object) -> int:
+    # The forms OpenAI accepts: text, a batch of texts, token ids, a batch of token ids.
+    # A batch is simulated as one prompt of the combined length.
+    if isinstance(prompt, str):
+        return -(-len(prompt) // _CHARS_PER_TOKEN)
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(item, str) for item in prompt):
+            return -(-sum(len(item) for item in prompt) // _CHARS_PER_TOKEN)
+        if all(isinstance(item, int) for item in prompt):
+            return len(prompt)
+        if all(isinstance(item, list) for item in prompt):
+            return sum(len(item) for item in prompt)
+    raise _bad_request(
+        "'prompt' must be a string, a list of strings, or token ids.", param="prompt"
+    )
+
+
+def _optional_positive_int(body: Mapping[str, object], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad_request(f"'{key}' must be a positive integer.", param=key)
+    return value
+
+
+def _parse_generation(kind: Kind, body: Mapping[str, object], config: SimConfig) -> _Generation:
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad_request("'model' must be a string.", param="model")
+    if model is None or model not in config.accepted_models:
+        # A missing model is refused too: whatever routes here must name the model it chose.
+        raise _ApiError(
+            404,
+            "No model given." if model is None else f"The model `{model}` does not exist.",
+            kind="invalid_request_error",
+            code="model_not_found",
+            param="model",
+        )
+    if kind == "chat":
+        prompt_tokens = _prompt_tokens_of_messages(body.get("messages"))
+        max_tokens = _optional_positive_int(body, "max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = _optional_positive_int(body, "max_tokens")
+    else:
+        prompt_tokens = _prompt_tokens_of_prompt(body.get("prompt"))
+        max_tokens = _optional_positive_int(body, "max_tokens")
+    n = body.get("n", 1)
+    if n not in (1, None) or isinstance(n, bool):
+        raise _bad_request("Only n=1 is supported.", param="n")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool | None):
+        raise _bad_request("'stream' must be a boolean.", param="stream")
+    include_usage = False
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise _bad_request("'stream_options' must be an object.", param="stream_options")
+        include_usage = options.get("include_usage") is True
+    return _Generation(
+        kind=kind,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        stream=bool(stream),
+        include_usage=include_usage,
+    )
+
+
+def _usage(seq: Sequence) -> dict[str, int]:
+    return {
+        "prompt_tokens": seq.prompt_tokens,
+        "completion_tokens": seq.generated,
+        "total_tokens": seq.prompt_tokens + seq.generated,
+    }
+
+
+def _text(tokens: int) -> str:
+    count = len(_TOKEN_TEXTS)
+    return "".join(_TOKEN_TEXTS[i % count] for i in range(tokens))
+
+
+def _completion_body(gen: _Generation, seq: Sequence) -> dict[str, object]:
+    created = int(time.time())
+    choice: dict[str, object] = {
+        "index": 0,
+        "logprobs": None,
+        "finish_reason": seq.finish_reason.value,
+    }
+    if gen.kind == "chat":
+        choice["message"] = {"role": "assistant", "content": _text(seq.generated)}
+        response_id, obj = f"chatcmpl-{uuid.uuid4().hex}", "chat.completion"
+    else:
+        choice["text"] = _text(seq.generated)
+        response_id, obj = f"cmpl-{uuid.uuid4().hex}", "text_completion"
+    return {
+        "id": response_id,
+        "object": obj,
+        "created": created,
+        "model": gen.model,
+        "choices": [choice],
+        "usage": _usage(seq),
+    }
+
+
+class _ChunkWriter:
+    """Encodes one stream's SSE events; token events are prebuilt byte templates."""
+
+    def __init__(self, gen: _Generation) -> None:
+        self.kind = gen.kind
+        self.include_usage = gen.include_usage
+        if gen.kind == "chat":
+            self.base: dict[str, object] = {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": gen.model,
+            }
+            token_choice: dict[str, object] = {"index": 0, "delta": {"content": _PLACEHOLDER}}
+        else:
+            self.base = {
+                "id": f"cmpl-{uuid.uuid4().hex}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": gen.model,
+            }
+            token_choice = {"index": 0, "text": _PLACEHOLDER}
+        token_choice.update(logprobs=None, finish_reason=None)
+        template = self._encode(token_choice).split(json.dumps(_PLACEHOLDER).encode())
+        self.prefix, self.suffix = template
+
+    def _encode(self, *choices: dict[str, object], **extra: object) -> bytes:
+        event = {**self.base, "choices": list(choices), **extra}
+        return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+    def opening(self) -> bytes:
+        """The role-carrying first event of a chat stream (nothing for completions)."""
+        if self.kind != "chat":
+            return b""
+        delta = {"role": "assistant", "content": ""}
+        return self._encode({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+
+    def tokens(self, start: int, stop: int) -> bytes:
+        """Events for tokens ``start`` to ``stop - 1``, in one buffer."""
+        count = len(_TOKEN_JSON)
+        prefix, suffix = self.prefix, self.suffix
+        return b"".join(prefix + _TOKEN_JSON[i % count] + suffix for i in range(start, stop))
+
+    def closing(self, seq: Sequence) -> bytes:
+        """The finish event, the usage event if asked for, and ``[DONE]``."""
+        reason = seq.finish_reason.value
+        if self.kind == "chat":
+            choice: dict[str, object] = {
+                "index": 0,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": reason,
+            }
+        else:
+            choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": reason}
+        events = [self._encode(choice)]
+        if self.include_usage:
+            events.append(self._encode(usage=_usage(seq)))
+        events.append(_SSE_DONE)
+        return b"".join(events)
+
+    def aborted(self) -> bytes:
+        """An OpenAI error event for a stream cut short by shutdown, then ``[DONE]``."""
+        error = {
+            "message": "The server is shutting down.",
+            "type": "server_error",
+            "param": None,
+            "code": "shutdown",
+        }
+        body = json.dumps({"error": error}, separators=(",", ":")).encode()
+        return b"data: " + body + b"\n\n" + _SSE_DONE
+
+
+def _observe_finished(state: SimState, seq: Sequence) -> None:
+    # Only completed requests feed the latency histograms, as in vLLM.
+    if seq.first_token_at is not None and seq.finished_at is not None:
+        state.metrics.ttft.observe(seq.first_token_at - seq.arrived_at)
+        state.metrics.e2e_latency.observe(seq.finished_at - seq.arrived_at)
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Close the request's connection with a TCP RST and no response, like a crash."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger on, timeout 0: close() discards unsent data and sends RST, not FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _shutting_down() -> web.Response:
+    return _error_response(
+        503, "The server is shutting down.", kind="server_error", code="shutdown"
+    )
+
+
+async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
+    state = request.app[STATE]
+    try:
+        gen = _parse_generation(kind, await _read_json_object(request), state.config)
+    except _ApiError as exc:
+        return exc.response()
+    state.metrics.requests.total += 1
+
+    action = state.faults.decide(state.fault_rng.random())
+    failure = _inject_failure(request, state, action)
+    if failure is not None:
+        return failure
+    if action is Action.HANG:
+        try:
+            await _wait_while_hung(state)
+        except asyncio.CancelledError:
+            state.metrics.requests.cancelled += 1
+            raise
+    if state.closing:
+        return _shutting_down()
+
+    seq = _submit(state, gen)
+    if gen.stream:
+        return await _stream(request, state, gen, seq)
+    try:
+        await seq.wait_done()
+    except asyncio.CancelledError:
+        # The client went away (or the server gave up on this handler at shutdown).
+        _cancel(state, seq)
+        raise
+    if seq.state is not SequenceState.FINISHED:
+        return _shutting_down()
+    _observe_finished(state, seq)
+    return _json_response(_completion_body(gen, seq))
+
+
+def _inject_failure(
+    request: web.Request, state: SimState, action: Action
+) -> web.StreamResponse | None:
+    """The response for a request failed by a fault, or None to let it proceed."""
+    if action is Action.RESET:
+        state.metrics.requests.failed += 1
+        _reset_connection(request)
+        # Never sent: writing to the aborted transport fails, and aiohttp drops it
+        # quietly as a premature client disconnection.
+        return web.Response()
+    if action is Action.ERROR:
+        state.metrics.requests.failed += 1
+        return _error_response(
+            500,
+            "Injected fault: the simulated engine failed this request.",
+            kind="server_error",
+            code="injected_error",
+        )
+    return None
+
+
+async def _wait_while_hung(state: SimState) -> None:
+    state.metrics.requests.hung += 1
+    try:
+        # Re-check after each wake-up: the fault may have been set again meanwhile.
+        while state.faults.hang and not state.closing:
+            await state.hang_released.wait()
+    finally:
+        state.metrics.requests.hung -= 1
+
+
+def _submit(state: SimState, gen: _Generation) -> Sequence:
+    if gen.max_tokens is not None:
+        output_tokens, reason = gen.max_tokens, FinishReason.LENGTH
+    else:
+        preset = state.config.preset
+        output_tokens = state.length_rng.randint(
+            preset.default_output_tokens_min, preset.default_output_tokens_max
+        )
+        reason = FinishReason.STOP
+    return state.engine.submit(
+        prompt_tokens=gen.prompt_tokens, output_tokens=output_tokens, finish_reason=reason
+    )
+
+
+def _cancel(state: SimState, seq: Sequence) -> None:
+    # Counted only if the engine still held it: a request whose last token was already
+    # generated completed, whatever happened to its final write.
+    if state.engine.cancel(seq):
+        state.metrics.requests.cancelled += 1
+
+
+async def _stream(
+    request: web.Request, state: SimState, gen: _Generation, seq: Sequence
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    writer = _ChunkWriter(gen)
+    try:
+        await response.prepare(request)
+        opening = writer.opening()
+        if opening:
+            await response.write(opening)
+        sent = 0
+        while True:
+            generated = await seq.wait_progress(sent)
+            if generated > sent:
+                await response.write(writer.tokens(sent, generated))
+                sent = generated
+            if seq.done:
+                break
+        if seq.state is SequenceState.FINISHED:
+            await response.write(writer.closing(seq))
+            _observe_finished(state, seq)
+        else:
+            await response.write(writer.aborted())
+        await response.write_eof()
+    except ConnectionResetError:
+        # A failed write: the client is gone even if the handler was not cancelled.
+        _cancel(state, seq)
+    except asyncio.CancelledError:
+        _cancel(state, seq)
+        raise
+    return response
+
+
+async def _chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, "chat")
+
+
+async def _completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, "completion")
+
+
+async def _models(request: web.Request) -> web.Response:
+    config = request.app[STATE].config
+    created = int(time.time())
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "zeta-sim",
+            "root": config.model_name,
+            "parent": None,
+        }
+        for name in config.accepted_models
+    ]
+    return _json_response({"object": "list", "data": data})
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = render(request.app[_REGISTRY], request.headers.get("Accept"))
+    # aiohttp's content_type argument refuses parameters, so set the raw header.
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _get_faults(request: web.Request) -> web.Response:
+    return _json_response(request.app[STATE].faults.to_json())
+
+
+async def _post_faults(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        patch = await _read_json_object(request)
+        faults = state.faults.patched(patch)
+    except _ApiError as exc:
+        return exc.response()
+    except FaultsError as exc:
+        return _error_response(
+            400, str(exc), kind="invalid_request_error", code="invalid_fault", param=exc.field
+        )
+    state.set_faults(faults)
+    return _json_response(faults.to_json())
+
+
+async def _delete_faults(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.set_faults(Faults())
+    return _json_response(state.faults.to_json())
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return _json_response(request.app[STATE].stats_json())
+
+
+def create_app(
+    config: SimConfig, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+) -> web.Application:
+    """Build the application; its engine runs while the application is set up.
+
+    Serve it with a runner from ``create_runner`` so that disconnects cancel handlers.
+    """
+    engine = Engine(
+        config.preset,
+        capacity=config.capacity,
+        time_scale=config.time_scale,
+        clock=clock,
+        sleep=sleep,
+    )
+    names = LEGACY_METRIC_NAMES if config.legacy_kv_metric else METRIC_NAMES
+    metrics = SimMetrics(model_name=config.model_name, names=names, engine=engine)
+    state = SimState(
+        config=config,
+        engine=engine,
+        metrics=metrics,
+        # Separate streams, so that turning on errors does not change output lengths.
+        length_rng=random.Random(f"lengths:{config.seed}"),
+        fault_rng=random.Random(f"faults:{config.seed}"),
+    )
+    state.hang_released.set()
+
+    app = web.Application(client_max_size=_MAX_BODY_BYTES)
+    app[STATE] = state
+    app[_REGISTRY] = metrics.registry()
+    app.router.add_post("/v1/chat/completions", _chat_completions)
+    app.router.add_post("/v1/completions", _completions)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/admin/faults", _get_faults)
+    app.router.add_post("/admin/faults", _post_faults)
+    app.router.add_delete("/admin/faults", _delete_faults)
+    app.router.add_get("/admin/stats", _stats)
+    app.cleanup_ctx.append(_engine_lifetime)
+    app.on_shutdown.append(_abort_in_flight)
+    return app
+
+
+async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[STATE].engine.run(), name="zeta-sim-engine")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _abort_in_flight(app: web.Application) -> None:
+    state = app[STATE]
+    state.closing = True
+    state.engine.abort_all()
+    state.hang_released.set()
+
+
+def create_runner(app: web.Application, *, access_log: bool = False) -> web.AppRunner:
+    """A runner that cancels a handler when its client disconnects.
+
+    Without ``handler_cancellation``, a non-streaming request whose client left would
+    keep its engine slot until its last token. The access log is off by default: at
+    hundreds of requests per second it would cost more than the simulation.
+    """
+    return web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        # In-flight work is aborted at shutdown, so handlers end within a step.
+        shutdown_timeout=5.0,
+    )
+
+
+@dataclass(slots=True)
+class RunningSim:
+    """A sim listening on a socket; stop it with ``aclose``."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+    _closed: bool = False
+
+    @property
+    def state(self) -> SimState:
+        """The application's live state (engine, faults, counters)."""
+        app = self.runner.app
+        assert app is not None  # an AppRunner always has its application
+        return app[STATE]
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8000``; OpenAI clients add ``/v1``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def aclose(self) -> None:
+        """Stop listening, abort what is in flight, and stop the engine; idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self.runner.cleanup()
+
+
+async def start(
+    config: SimConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: bool = False,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> RunningSim:
+    """Serve a sim on ``host:port`` (port 0: an ephemeral port) until ``aclose``."""
+    runner = create_runner(create_app(config, clock=clock, sleep=sleep), access_log=access_log)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_port = port
+    for address in runner.addresses:
+        # IPv4 and IPv6 socket names both start with (host, port, ...).
+        if isinstance(address, tuple):
+            bound_port = int(address[1])
+            break
+    return RunningSim(runner=runner, host=host, port=bound_port)

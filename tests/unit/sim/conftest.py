@@ -1,0 +1,93 @@
+"""Fixtures for the zeta-sim tests: virtual time, running sims, and a task-leak guard."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import aiohttp
+import pytest
+
+from zeta_testbed.sim.presets import PRESETS
+from zeta_testbed.sim.server import RunningSim, SimConfig, start
+
+# Fast enough that a 7B step lasts 0.4 ms, slow enough that steps still take real time.
+FAST = SimConfig(preset=PRESETS["7b"], time_scale=50.0, seed=7)
+
+
+class VirtualClock:
+    """A clock that only moves when the engine sleeps: steps take no real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        # Still yield, as a real sleep would, so consumers see each step.
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks behind (an engine loop, a handler...)."""
+    before = asyncio.all_tasks()
+    yield
+    for _ in range(5):
+        await asyncio.sleep(0)
+    leaked = asyncio.all_tasks() - before - {asyncio.current_task()}
+    assert not leaked, f"tasks leaked: {leaked}"
+
+
+SimFactory = Callable[..., Awaitable[RunningSim]]
+
+
+@pytest.fixture
+async def make_sim() -> AsyncIterator[SimFactory]:
+    """Start sims on ephemeral loopback ports; all are stopped at teardown."""
+    sims: list[RunningSim] = []
+
+    async def make(config: SimConfig = FAST, **changes: object) -> RunningSim:
+        sim = await start(replace(config, **changes))
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        await sim.aclose()
+
+
+@pytest.fixture
+async def sim(make_sim: SimFactory) -> RunningSim:
+    return await make_sim()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        yield session
+
+
+Eventually = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def eventually() -> Eventually:
+    """Poll a condition until it holds; fail the test after a timeout."""
+
+    async def wait(condition: Callable[[], bool], *, within: float = 3.0, what: str = "") -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not condition():
+            if loop.time() > deadline:
+                pytest.fail(f"timed out waiting for {what or condition}")
+            await asyncio.sleep(0.01)
+
+    return wait
