@@ -1,0 +1,279 @@
+"""The routing table: the document the operator publishes and every sidecar reads.
+
+It lives in a ConfigMap under the key ``routing.json`` and is versioned and
+self-describing (``apiVersion``, ``kind``). The sidecar must refuse anything it does
+not fully understand and keep serving its last good table, so
+:func:`parse_routing_table` is strict: a size limit before parsing, no duplicate JSON
+keys, no NaN or Infinity, no unknown fields, and the cross-field rules below. A table
+that changes meaning needs a new ``apiVersion``, not a field old sidecars would ignore.
+
+Weights are relative: endpoint weights within a model and model weights within a
+virtual model need not sum to 1, but they must be finite and non-negative, and a
+model that has endpoints to serve must give some of them a positive weight.
+
+:func:`dump_routing_table` writes the canonical form (sorted keys, compact), and
+:func:`content_hash` hashes it without ``revision`` and ``generatedAt``, so the
+operator can tell a material change from a mere re-publication and spare watchers
+and the kubelet needless updates.
+"""
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Mapping
+
+from zeta_api.balancing import Balancing
+from zeta_api.codec import dump, load
+from zeta_api.errors import TableError
+from zeta_api.router import (
+    API_VERSION,
+    MODEL_NAME_MAX_LENGTH,
+    MODEL_NAME_PATTERN,
+    Spillover,
+    Strategy,
+)
+from zeta_api.schema import matches, prop, record
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "TABLE_API_VERSION",
+    "TABLE_KEY",
+    "TABLE_KIND",
+    "Endpoint",
+    "EndpointLoad",
+    "ModelEntry",
+    "RoutingTable",
+    "VirtualModelEntry",
+    "content_hash",
+    "dump_routing_table",
+    "parse_routing_table",
+]
+
+TABLE_API_VERSION = API_VERSION
+TABLE_KIND = "RoutingTable"
+#: The ConfigMap key that holds the table.
+TABLE_KEY = "routing.json"
+#: A ConfigMap holds at most 1 MiB, so a bigger table cannot be real.
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+_ROUTER_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
+# Fields left out of the content hash: they change on every publication.
+_VOLATILE = ("revision", "generatedAt")
+
+
+@record
+class EndpointLoad:
+    """A pod's load as Prometheus last reported it: shared by every gateway replica."""
+
+    running: float | None = prop(
+        "Requests being processed; null when unknown.", default=None, minimum=0
+    )
+    waiting: float | None = prop("Requests queued; null when unknown.", default=None, minimum=0)
+    kv_cache: float | None = prop(
+        "KV-cache use, 0 to 1; null when unknown.", default=None, minimum=0, maximum=1
+    )
+
+
+@record
+class Endpoint:
+    """One pod of a model."""
+
+    address: str = prop(
+        "Where to send requests: ip:port ([ipv6]:port).", min_length=1, max_length=64
+    )
+    pod: str = prop("The pod's name, for logs and metrics.", min_length=1, max_length=253)
+    weight: float = prop("The pod's share within its model (relative).", minimum=0)
+    capacity: int = prop("Concurrent sequences the pod serves well.", minimum=1)
+    load: EndpointLoad | None = prop("The pod's reported load; null when unknown.", default=None)
+    draining: bool = prop(
+        "The pod is being drained: no new requests (its weight is 0), in-flight ones finish.",
+        default=False,
+    )
+
+
+@record
+class ModelEntry:
+    """One model of the table, keyed by the name clients ask for."""
+
+    served_model_name: str = prop("The model name the pods expect.", min_length=1, max_length=256)
+    tier: int = prop("Rank by size and quality, 1 the smallest.", minimum=1)
+    weight: float = prop(
+        "The model's share when a weighted virtual model splits traffic (relative); "
+        "0 when the model has no endpoint to serve.",
+        minimum=0,
+    )
+    saturated: bool = prop("Every pod is saturated: spill over to another tier.", default=False)
+    static: bool = prop(
+        "Weights pinned to the admin's base weights (no load feedback).", default=False
+    )
+    endpoints: tuple[Endpoint, ...] = prop("The model's pods.", default=())
+
+
+@record
+class VirtualModelEntry:
+    """A name that resolves to one of several models."""
+
+    strategy: Strategy = prop("complexity (tier by request difficulty) or weighted.")
+    candidates: tuple[str, ...] = prop("Names of models in this table.", min_items=1, list_set=True)
+    spillover: Spillover = prop(
+        "Where to go when the chosen tier is saturated.", default=Spillover.UP
+    )
+
+
+@record
+class RoutingTable:
+    """A whole routing table (``apiVersion`` and ``kind`` are implied)."""
+
+    router: str = prop(
+        "The ZetaRouter that produced it, as namespace/name.", pattern=_ROUTER_PATTERN
+    )
+    revision: int = prop("Grows by one per material change.", minimum=0)
+    generated_at: str = prop("When the operator generated it (RFC 3339).", date_time=True)
+    models: Mapping[str, ModelEntry] = prop("Models by the name clients ask for.", min_items=1)
+    virtual_models: Mapping[str, VirtualModelEntry] = prop(
+        "Virtual models by name.", default_factory=dict
+    )
+    balancing: Balancing = prop("How sidecars pick, retry and eject.", default_factory=Balancing)
+
+
+def parse_routing_table(text: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> RoutingTable:
+    """Parse and validate a table; raise :class:`TableError` saying what is wrong."""
+    raw = text.encode() if isinstance(text, str) else text
+    if len(raw) > max_bytes:
+        raise TableError(f"table is {len(raw)} bytes, over the limit of {max_bytes}")
+    try:
+        doc = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TableError(f"table is not valid JSON: {exc}") from exc
+    except _Refused as exc:
+        raise TableError(f"table is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise TableError(f"table must be a JSON object, got {type(doc).__name__}")
+    return _from_document(doc)
+
+
+def _from_document(doc: dict[str, object]) -> RoutingTable:
+    api_version, kind = doc.pop("apiVersion", None), doc.pop("kind", None)
+    if api_version != TABLE_API_VERSION:
+        raise TableError(
+            f"apiVersion: unsupported {api_version!r}; this build reads {TABLE_API_VERSION!r}"
+        )
+    if kind != TABLE_KIND:
+        raise TableError(f"kind: must be {TABLE_KIND!r}, got {kind!r}")
+    table = load(RoutingTable, doc, path="", error=TableError)
+    _check(table)
+    return table
+
+
+def dump_routing_table(table: RoutingTable, *, validate: bool = True) -> str:
+    """The canonical JSON of a table: sorted keys, compact, UTF-8 as is.
+
+    With ``validate`` (the default) the result is parsed back first, so the operator
+    can never publish a table the sidecars would refuse.
+    """
+    text = _canonical(_document(table))
+    if validate:
+        _from_document(json.loads(text))
+    return text
+
+
+def content_hash(table: RoutingTable) -> str:
+    """SHA-256 (hex) of the canonical form without ``revision`` and ``generatedAt``."""
+    doc = _document(table)
+    for key in _VOLATILE:
+        doc.pop(key, None)
+    return hashlib.sha256(_canonical(doc).encode()).hexdigest()
+
+
+def _document(table: RoutingTable) -> dict[str, object]:
+    return {"apiVersion": TABLE_API_VERSION, "kind": TABLE_KIND, **dump(table)}
+
+
+def _canonical(doc: Mapping[str, object]) -> str:
+    try:
+        return json.dumps(
+            doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except ValueError as exc:  # NaN or Infinity set from Python
+        raise TableError(f"table holds a value JSON cannot carry: {exc}") from exc
+
+
+class _Refused(ValueError):
+    """Raised inside the JSON decoder's hooks."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _Refused(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> object:
+    raise _Refused(f"{name} is not a number JSON allows")
+
+
+# --- cross-field rules --------------------------------------------------------------
+
+
+def _check(table: RoutingTable) -> None:
+    seen: dict[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int], str] = {}
+    positive_models = 0
+    for name, model in table.models.items():
+        where = f"models[{name}]"
+        _check_name(name, where)
+        positive_endpoints = 0
+        serving = 0
+        for i, ep in enumerate(model.endpoints):
+            at = f"{where}.endpoints[{i}]"
+            key = _parse_address(ep.address, f"{at}.address")
+            if key in seen:
+                raise TableError(f"{at}.address: duplicate {ep.address!r} (also {seen[key]})")
+            seen[key] = f"{at}.address"
+            if ep.draining and ep.weight > 0:
+                raise TableError(
+                    f"{at}.weight: must be 0 for a draining endpoint, got {ep.weight!r}"
+                )
+            serving += not ep.draining
+            positive_endpoints += ep.weight > 0
+        if serving and not positive_endpoints:
+            raise TableError(f"{where}.endpoints: every endpoint weight is 0")
+        if model.weight > 0 and not positive_endpoints:
+            raise TableError(f"{where}.weight: must be 0 for a model with no endpoint to serve")
+        positive_models += model.weight > 0
+    if not positive_models:
+        raise TableError("models: every model weight is 0")
+    for name, virtual in table.virtual_models.items():
+        where = f"virtualModels[{name}]"
+        _check_name(name, where)
+        if name in table.models:
+            raise TableError(f"{where}: {name!r} is already the name of a model")
+        for j, candidate in enumerate(virtual.candidates):
+            if candidate not in table.models:
+                raise TableError(
+                    f"{where}.candidates[{j}]: {candidate!r} is not a model of the table"
+                )
+
+
+def _check_name(name: str, where: str) -> None:
+    if len(name) > MODEL_NAME_MAX_LENGTH or not matches(MODEL_NAME_PATTERN, name):
+        raise TableError(f"{where}: not a valid model name (must match {MODEL_NAME_PATTERN})")
+
+
+def _parse_address(
+    address: str, where: str
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """``ip:port`` to a comparable key: two spellings of one IPv6 address are one pod."""
+    host, _, port = address.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        raise TableError(f"{where}: must be ip:port with an IP address, got {address!r}") from None
+    if bracketed != (ip.version == 6):
+        raise TableError(f"{where}: IPv6 addresses are written [ip]:port, got {address!r}")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise TableError(f"{where}: port must be 1..65535, got {address!r}")
+    return ip, int(port)
