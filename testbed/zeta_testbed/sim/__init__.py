@@ -9,7 +9,8 @@ whose faults (slowdown, errors, hangs, connection resets) are set at run time th
 Layers, top to bottom (a module imports only those below it):
 
 - ``cli``: argument parsing, logging, signal-driven process lifetime.
-- ``server``: the aiohttp application: HTTP parsing, OpenAI wire format, SSE.
+- ``server``: the aiohttp application: routes, request lifetime, faults, SSE writes.
+- ``wire``: the OpenAI wire format: request parsing, completion bodies, stream events.
 - ``metrics``: the Prometheus exposition of the engine's and server's counters.
 - ``engine``, ``faults``, ``presets``: pure logic and data; no network or file I/O.
   The engine is driven by asyncio, with its clock and sleep injected so that tests

@@ -1,4 +1,4 @@
-"""The aiohttp application: OpenAI wire format and SSE in front of the engine.
+"""The aiohttp application: the engine behind OpenAI routes (wire format in ``wire``).
 
 Routes:
 
@@ -20,16 +20,14 @@ wait out a grace period.
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import socket
 import struct
 import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -38,30 +36,24 @@ from zeta_testbed.sim.engine import Clock, Engine, FinishReason, Sequence, Seque
 from zeta_testbed.sim.faults import Action, Faults, FaultsError
 from zeta_testbed.sim.metrics import LEGACY_METRIC_NAMES, METRIC_NAMES, SimMetrics, render
 from zeta_testbed.sim.presets import DEFAULT_PRESET, PRESETS, Preset
+from zeta_testbed.sim.wire import (
+    ApiError,
+    ChunkWriter,
+    Generation,
+    Kind,
+    completion_body,
+    error_response,
+    json_response,
+    parse_generation,
+    read_json_object,
+)
 
 __all__ = ["STATE", "RunningSim", "SimConfig", "SimState", "create_app", "create_runner", "start"]
 
 logger = logging.getLogger(__name__)
 
-_CHARS_PER_TOKEN: Final = 4
-"""The usual rough figure for English text under BPE tokenizers."""
-
 _MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 """Long prompts (a 100k-token context is ~400 KB) must fit; aiohttp's default is 1 MiB."""
-
-# The text the simulated model "generates": one word per token, cycled.
-_WORDS: Final = (
-    "The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "a",
-    "simulated", "model", "streams", "tokens", "at", "a", "pace", "set", "by", "its",
-    "batch", "so", "that", "a", "router", "has", "load", "to", "balance",
-)  # fmt: skip
-_TOKEN_TEXTS: Final = tuple(f" {word}" for word in _WORDS)
-_TOKEN_JSON: Final = tuple(json.dumps(text).encode() for text in _TOKEN_TEXTS)
-_PLACEHOLDER: Final = "\x00token\x00"
-
-_SSE_DONE: Final = b"data: [DONE]\n\n"
-
-Kind = Literal["chat", "completion"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,276 +140,6 @@ STATE: Final = web.AppKey("zeta_sim_state", SimState)
 _REGISTRY: Final = web.AppKey("zeta_sim_registry", CollectorRegistry)
 
 
-class _ApiError(Exception):
-    """A request that gets an OpenAI-style error instead of a completion."""
-
-    def __init__(
-        self, status: int, message: str, *, kind: str, code: str, param: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-        self.code = code
-        self.param = param
-
-    def response(self) -> web.Response:
-        return _error_response(
-            self.status, self.message, kind=self.kind, code=self.code, param=self.param
-        )
-
-
-def _error_response(
-    status: int, message: str, *, kind: str, code: str, param: str | None = None
-) -> web.Response:
-    error = {"message": message, "type": kind, "param": param, "code": code}
-    return _json_response({"error": error}, status=status)
-
-
-def _json_response(data: object, *, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-    )
-
-
-def _bad_request(
-    message: str, *, param: str | None = None, code: str = "invalid_value"
-) -> _ApiError:
-    return _ApiError(400, message, kind="invalid_request_error", code=code, param=param)
-
-
-@dataclass(frozen=True, slots=True)
-class _Generation:
-    """The parts of a generation request the sim acts on."""
-
-    kind: Kind
-    model: str
-    prompt_tokens: int
-    max_tokens: int | None
-    stream: bool
-    include_usage: bool
-
-
-async def _read_json_object(request: web.Request) -> dict[str, object]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:  # also covers undecodable bytes
-        raise _bad_request(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise _bad_request("Request body must be a JSON object.", code="invalid_json")
-    return body
-
-
-def _text_chars(content: object, param: str) -> int:
-    """Characters of a message ``content``: a string, parts with ``text``, or null."""
-    if content is None:
-        return 0
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        chars = 0
-        for part in content:
-            if not isinstance(part, dict):
-                raise _bad_request("Content parts must be objects.", param=param)
-            text = part.get("text")
-            if isinstance(text, str):
-                chars += len(text)
-        return chars
-    raise _bad_request("Content must be a string, a list of parts, or null.", param=param)
-
-
-def _prompt_tokens_of_messages(messages: object) -> int:
-    if not isinstance(messages, list) or not messages:
-        raise _bad_request("'messages' must be a non-empty list.", param="messages")
-    chars = 0
-    for message in messages:
-        if not isinstance(message, dict):
-            raise _bad_request("Each message must be an object.", param="messages")
-        chars += _text_chars(message.get("content"), "messages")
-    return -(-chars // _CHARS_PER_TOKEN)
-
-
-def _prompt_tokens_of_prompt(prompt: object) -> int:
-    # The forms OpenAI accepts: text, a batch of texts, token ids, a batch of token ids.
-    # A batch is simulated as one prompt of the combined length.
-    if isinstance(prompt, str):
-        return -(-len(prompt) // _CHARS_PER_TOKEN)
-    if isinstance(prompt, list) and prompt:
-        if all(isinstance(item, str) for item in prompt):
-            return -(-sum(len(item) for item in prompt) // _CHARS_PER_TOKEN)
-        if all(isinstance(item, int) for item in prompt):
-            return len(prompt)
-        if all(isinstance(item, list) for item in prompt):
-            return sum(len(item) for item in prompt)
-    raise _bad_request(
-        "'prompt' must be a string, a list of strings, or token ids.", param="prompt"
-    )
-
-
-def _optional_positive_int(body: Mapping[str, object], key: str) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _bad_request(f"'{key}' must be a positive integer.", param=key)
-    return value
-
-
-def _parse_generation(kind: Kind, body: Mapping[str, object], config: SimConfig) -> _Generation:
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise _bad_request("'model' must be a string.", param="model")
-    if model is None or model not in config.accepted_models:
-        # A missing model is refused too: whatever routes here must name the model it chose.
-        raise _ApiError(
-            404,
-            "No model given." if model is None else f"The model `{model}` does not exist.",
-            kind="invalid_request_error",
-            code="model_not_found",
-            param="model",
-        )
-    if kind == "chat":
-        prompt_tokens = _prompt_tokens_of_messages(body.get("messages"))
-        max_tokens = _optional_positive_int(body, "max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = _optional_positive_int(body, "max_tokens")
-    else:
-        prompt_tokens = _prompt_tokens_of_prompt(body.get("prompt"))
-        max_tokens = _optional_positive_int(body, "max_tokens")
-    n = body.get("n", 1)
-    if n not in (1, None) or isinstance(n, bool):
-        raise _bad_request("Only n=1 is supported.", param="n")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool | None):
-        raise _bad_request("'stream' must be a boolean.", param="stream")
-    include_usage = False
-    options = body.get("stream_options")
-    if options is not None:
-        if not isinstance(options, dict):
-            raise _bad_request("'stream_options' must be an object.", param="stream_options")
-        include_usage = options.get("include_usage") is True
-    return _Generation(
-        kind=kind,
-        model=model,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        stream=bool(stream),
-        include_usage=include_usage,
-    )
-
-
-def _usage(seq: Sequence) -> dict[str, int]:
-    return {
-        "prompt_tokens": seq.prompt_tokens,
-        "completion_tokens": seq.generated,
-        "total_tokens": seq.prompt_tokens + seq.generated,
-    }
-
-
-def _text(tokens: int) -> str:
-    count = len(_TOKEN_TEXTS)
-    return "".join(_TOKEN_TEXTS[i % count] for i in range(tokens))
-
-
-def _completion_body(gen: _Generation, seq: Sequence) -> dict[str, object]:
-    created = int(time.time())
-    choice: dict[str, object] = {
-        "index": 0,
-        "logprobs": None,
-        "finish_reason": seq.finish_reason.value,
-    }
-    if gen.kind == "chat":
-        choice["message"] = {"role": "assistant", "content": _text(seq.generated)}
-        response_id, obj = f"chatcmpl-{uuid.uuid4().hex}", "chat.completion"
-    else:
-        choice["text"] = _text(seq.generated)
-        response_id, obj = f"cmpl-{uuid.uuid4().hex}", "text_completion"
-    return {
-        "id": response_id,
-        "object": obj,
-        "created": created,
-        "model": gen.model,
-        "choices": [choice],
-        "usage": _usage(seq),
-    }
-
-
-class _ChunkWriter:
-    """Encodes one stream's SSE events; token events are prebuilt byte templates."""
-
-    def __init__(self, gen: _Generation) -> None:
-        self.kind = gen.kind
-        self.include_usage = gen.include_usage
-        if gen.kind == "chat":
-            self.base: dict[str, object] = {
-                "id": f"chatcmpl-{uuid.uuid4().hex}",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": gen.model,
-            }
-            token_choice: dict[str, object] = {"index": 0, "delta": {"content": _PLACEHOLDER}}
-        else:
-            self.base = {
-                "id": f"cmpl-{uuid.uuid4().hex}",
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": gen.model,
-            }
-            token_choice = {"index": 0, "text": _PLACEHOLDER}
-        token_choice.update(logprobs=None, finish_reason=None)
-        template = self._encode(token_choice).split(json.dumps(_PLACEHOLDER).encode())
-        self.prefix, self.suffix = template
-
-    def _encode(self, *choices: dict[str, object], **extra: object) -> bytes:
-        event = {**self.base, "choices": list(choices), **extra}
-        return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
-
-    def opening(self) -> bytes:
-        """The role-carrying first event of a chat stream (nothing for completions)."""
-        if self.kind != "chat":
-            return b""
-        delta = {"role": "assistant", "content": ""}
-        return self._encode({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
-
-    def tokens(self, start: int, stop: int) -> bytes:
-        """Events for tokens ``start`` to ``stop - 1``, in one buffer."""
-        count = len(_TOKEN_JSON)
-        prefix, suffix = self.prefix, self.suffix
-        return b"".join(prefix + _TOKEN_JSON[i % count] + suffix for i in range(start, stop))
-
-    def closing(self, seq: Sequence) -> bytes:
-        """The finish event, the usage event if asked for, and ``[DONE]``."""
-        reason = seq.finish_reason.value
-        if self.kind == "chat":
-            choice: dict[str, object] = {
-                "index": 0,
-                "delta": {},
-                "logprobs": None,
-                "finish_reason": reason,
-            }
-        else:
-            choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": reason}
-        events = [self._encode(choice)]
-        if self.include_usage:
-            events.append(self._encode(usage=_usage(seq)))
-        events.append(_SSE_DONE)
-        return b"".join(events)
-
-    def aborted(self) -> bytes:
-        """An OpenAI error event for a stream cut short by shutdown, then ``[DONE]``."""
-        error = {
-            "message": "The server is shutting down.",
-            "type": "server_error",
-            "param": None,
-            "code": "shutdown",
-        }
-        body = json.dumps({"error": error}, separators=(",", ":")).encode()
-        return b"data: " + body + b"\n\n" + _SSE_DONE
-
-
 def _observe_finished(state: SimState, seq: Sequence) -> None:
     # Only completed requests feed the latency histograms, as in vLLM.
     if seq.first_token_at is not None and seq.finished_at is not None:
@@ -438,16 +160,14 @@ def _reset_connection(request: web.Request) -> None:
 
 
 def _shutting_down() -> web.Response:
-    return _error_response(
-        503, "The server is shutting down.", kind="server_error", code="shutdown"
-    )
+    return error_response(503, "The server is shutting down.", kind="server_error", code="shutdown")
 
 
 async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     state = request.app[STATE]
     try:
-        gen = _parse_generation(kind, await _read_json_object(request), state.config)
-    except _ApiError as exc:
+        gen = parse_generation(kind, await read_json_object(request), state.config.accepted_models)
+    except ApiError as exc:
         return exc.response()
     state.metrics.requests.total += 1
 
@@ -476,7 +196,7 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     if seq.state is not SequenceState.FINISHED:
         return _shutting_down()
     _observe_finished(state, seq)
-    return _json_response(_completion_body(gen, seq))
+    return json_response(completion_body(gen, seq))
 
 
 def _inject_failure(
@@ -491,7 +211,7 @@ def _inject_failure(
         return web.Response()
     if action is Action.ERROR:
         state.metrics.requests.failed += 1
-        return _error_response(
+        return error_response(
             500,
             "Injected fault: the simulated engine failed this request.",
             kind="server_error",
@@ -510,7 +230,7 @@ async def _wait_while_hung(state: SimState) -> None:
         state.metrics.requests.hung -= 1
 
 
-def _submit(state: SimState, gen: _Generation) -> Sequence:
+def _submit(state: SimState, gen: Generation) -> Sequence:
     if gen.max_tokens is not None:
         output_tokens, reason = gen.max_tokens, FinishReason.LENGTH
     else:
@@ -532,12 +252,12 @@ def _cancel(state: SimState, seq: Sequence) -> None:
 
 
 async def _stream(
-    request: web.Request, state: SimState, gen: _Generation, seq: Sequence
+    request: web.Request, state: SimState, gen: Generation, seq: Sequence
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    writer = _ChunkWriter(gen)
+    writer = ChunkWriter(gen)
     try:
         await response.prepare(request)
         opening = writer.opening()
@@ -588,7 +308,7 @@ async def _models(request: web.Request) -> web.Response:
         }
         for name in config.accepted_models
     ]
-    return _json_response({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -602,32 +322,32 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _get_faults(request: web.Request) -> web.Response:
-    return _json_response(request.app[STATE].faults.to_json())
+    return json_response(request.app[STATE].faults.to_json())
 
 
 async def _post_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
     try:
-        patch = await _read_json_object(request)
+        patch = await read_json_object(request)
         faults = state.faults.patched(patch)
-    except _ApiError as exc:
+    except ApiError as exc:
         return exc.response()
     except FaultsError as exc:
-        return _error_response(
+        return error_response(
             400, str(exc), kind="invalid_request_error", code="invalid_fault", param=exc.field
         )
     state.set_faults(faults)
-    return _json_response(faults.to_json())
+    return json_response(faults.to_json())
 
 
 async def _delete_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.set_faults(Faults())
-    return _json_response(state.faults.to_json())
+    return json_response(state.faults.to_json())
 
 
 async def _stats(request: web.Request) -> web.Response:
-    return _json_response(request.app[STATE].stats_json())
+    return json_response(request.app[STATE].stats_json())
 
 
 def create_app(
