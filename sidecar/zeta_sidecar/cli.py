@@ -1,13 +1,115 @@
-"""Command line of `zeta-sidecar`."""
+"""Command line of ``zeta-sidecar``: parse, serve, drain on SIGTERM.
+
+Shutdown, on SIGTERM or SIGINT: ``/readyz`` turns false at once; after ``--drain-delay``
+(time for endpoints controllers to stop sending new connections) the traffic listener
+closes; requests in flight get ``--drain-grace`` seconds to finish; then the process
+exits 0.
+"""
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from zeta_sidecar.app import runners
+from zeta_sidecar.gateway import Gateway
+from zeta_sidecar.settings import DEFAULT_MAX_BODY_BYTES, ConfigMapRef, Settings
+
+__all__ = ["main", "parse_args", "serve"]
+
+logger = logging.getLogger("zeta_sidecar")
+
+
+def _configmap(text: str) -> ConfigMapRef:
+    try:
+        return ConfigMapRef.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
+    """Settings and log level from the command line; exits with a usage error if bad."""
+    parser = argparse.ArgumentParser(
+        prog="zeta-sidecar",
+        description="Zeta Router sidecar: an OpenAI-compatible proxy balancing requests "
+        "over the pods of a routing table.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--table-file", type=Path, help="routing table file (mounted ConfigMap)")
+    source.add_argument(
+        "--configmap", type=_configmap, metavar="NS/NAME", help="ConfigMap to watch via the API"
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="for --configmap; default in-cluster")
+    parser.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=8080, help="traffic port (default 8080)")
+    parser.add_argument("--admin-port", type=int, default=9090, help="admin port (default 9090)")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument(
+        "--drain-delay", type=float, default=0.0, help="seconds between SIGTERM and closing"
+    )
+    parser.add_argument(
+        "--drain-grace", type=float, default=30.0, help="seconds in-flight requests get"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="picker seed (tests)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings(
+            host=args.host,
+            port=args.port,
+            admin_port=args.admin_port,
+            table_file=args.table_file,
+            configmap=args.configmap,
+            kubeconfig=args.kubeconfig,
+            max_body_bytes=args.max_body_bytes,
+            drain_delay=args.drain_delay,
+            drain_grace=args.drain_grace,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return settings, str(args.log_level)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set, then drain."""
+    gateway = Gateway(settings)
+    traffic, admin = runners(gateway, grace=settings.drain_grace)
+    await admin.setup()
+    await web.TCPSite(admin, settings.host, settings.admin_port).start()
+    await traffic.setup()
+    try:
+        await web.TCPSite(traffic, settings.host, settings.port).start()
+        logger.info(
+            "serving on %s:%d, admin on %d", settings.host, settings.port, settings.admin_port
+        )
+        await stop.wait()
+        gateway.draining = True
+        logger.info("draining: readiness off, listener closes in %.1f s", settings.drain_delay)
+        await asyncio.sleep(settings.drain_delay)
+    finally:
+        # Closes the listener, waits up to drain_grace for handlers, then cleans up.
+        await traffic.cleanup()
+        await admin.cleanup()
+    logger.info("drained, exiting")
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="zeta-sidecar",
-        description="Zeta Router sidecar. Not implemented yet: only this help exists.",
-    )
-    parser.parse_args(argv)
-    parser.print_help()
+    """Entry point of ``zeta-sidecar``."""
+    settings, level = parse_args(argv)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(settings))
     return 0

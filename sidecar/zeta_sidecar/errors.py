@@ -1,0 +1,107 @@
+"""OpenAI-style errors: ``{"error": {"message", "type", "param", "code"}}`` with a status.
+
+Tree::
+
+    ApiError                 any request the proxy answers itself
+    ├── BadRequest           400, malformed JSON or body
+    ├── ModelNotFound        404, missing or unknown model
+    ├── BodyTooLarge         413
+    ├── NoCapacity           429, every eligible tier saturated (with Retry-After)
+    ├── NoHealthyPod         503, no table yet, or no pod to send to
+    ├── UpstreamFailed       502, the pod failed or was unreachable
+    └── UpstreamTimeout      504, the pod did not answer in time
+"""
+
+import json
+from typing import ClassVar
+
+from aiohttp import web
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "BodyTooLarge",
+    "ModelNotFound",
+    "NoCapacity",
+    "NoHealthyPod",
+    "UpstreamFailed",
+    "UpstreamTimeout",
+    "error_body",
+    "sse_error_event",
+]
+
+
+class ApiError(Exception):
+    """An error the proxy answers itself, OpenAI-style."""
+
+    status: ClassVar[int] = 500
+    kind: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers."""
+        return {}
+
+    def response(self) -> web.Response:
+        """The HTTP answer."""
+        return web.Response(
+            status=self.status,
+            body=error_body(self.message, kind=self.kind, code=self.code, param=self.param),
+            content_type="application/json",
+            headers=self.headers(),
+        )
+
+
+class BadRequest(ApiError):
+    status, kind, code = 400, "invalid_request_error", "invalid_request"
+
+
+class ModelNotFound(ApiError):
+    status, kind, code = 404, "invalid_request_error", "model_not_found"
+
+
+class BodyTooLarge(ApiError):
+    status, kind, code = 413, "invalid_request_error", "request_too_large"
+
+
+class NoCapacity(ApiError):
+    status, kind, code = 429, "rate_limit_error", "no_capacity"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class NoHealthyPod(ApiError):
+    status, kind, code = 503, "server_error", "no_healthy_upstream"
+
+
+class UpstreamFailed(ApiError):
+    status, kind, code = 502, "server_error", "upstream_failed"
+
+
+class UpstreamTimeout(ApiError):
+    status, kind, code = 504, "server_error", "upstream_timeout"
+
+
+def _error_object(message: str, kind: str, code: str, param: str | None) -> bytes:
+    error = {"message": message, "type": kind, "param": param, "code": code}
+    return json.dumps({"error": error}, separators=(",", ":")).encode()
+
+
+def error_body(message: str, *, kind: str, code: str, param: str | None = None) -> bytes:
+    """The JSON body of an error answer."""
+    return _error_object(message, kind, code, param)
+
+
+def sse_error_event(message: str, *, code: str = "upstream_failed") -> bytes:
+    """An SSE event that ends a stream cut after its first byte (the OpenAI SDK raises it)."""
+    return b"data: " + _error_object(message, "server_error", code, None) + b"\n\n"

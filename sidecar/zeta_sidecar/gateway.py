@@ -1,0 +1,150 @@
+"""The state one sidecar shares across requests, and the outcomes that change it.
+
+One :class:`Gateway` per application, stored under :data:`GATEWAY`: the table store,
+the router, the retry budget, the metrics and the single upstream client session.
+Success and failure of each upstream try feed outlier ejection here; the prober
+(:meth:`Gateway.probe_ejected`) checks pods whose ejection time is over before they
+get traffic again.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from zeta_sidecar.metrics import Metrics
+from zeta_sidecar.picking import default_draw
+from zeta_sidecar.resilience import RetryBudget, may_eject
+from zeta_sidecar.routing import Router
+from zeta_sidecar.settings import Settings
+from zeta_sidecar.tables import Pod, Snapshot, TableStore
+
+__all__ = ["GATEWAY", "Gateway"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class Gateway:
+    """Everything the handlers share."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = TableStore(max_bytes=settings.max_table_bytes)
+        self.router = Router(
+            rand=default_draw(settings.seed),
+            headroom=settings.saturation_headroom,
+            retry_after=settings.retry_after,
+        )
+        self.metrics = Metrics(self.store.pods)
+        self.budget = RetryBudget(budget=0.2, min_per_second=10.0)
+        self.draining = False
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: tuple[int, aiohttp.ClientTimeout, aiohttp.ClientTimeout] | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The one upstream session (opened by the application's cleanup context)."""
+        if self._session is None:
+            raise RuntimeError("the gateway's client session is not open")
+        return self._session
+
+    @session.setter
+    def session(self, session: aiohttp.ClientSession | None) -> None:
+        self._session = session
+
+    @property
+    def ready(self) -> bool:
+        """A table is loaded and no SIGTERM came."""
+        return self.store.current is not None and not self.draining
+
+    def load_table(self, raw: bytes) -> bool:
+        """Validate and apply a table; refused ones are counted and logged. ``True`` if new."""
+        try:
+            snapshot, changed = self.store.load(raw, self.clock())
+        except ValueError as exc:  # TableError is a ValueError
+            self.metrics.table_reloads.labels("refused").inc()
+            logger.error("routing table refused, keeping the last good one: %s", exc)
+            return False
+        if changed:
+            retry = snapshot.balancing.retry
+            self.budget.budget, self.budget.min_per_second = retry.budget, retry.min_per_second
+            self.metrics.table_revision.set(snapshot.revision)
+            self.metrics.table_reloads.labels("applied").inc()
+            logger.info("routing table revision %d applied", snapshot.revision)
+        else:
+            self.metrics.table_reloads.labels("unchanged").inc()
+        return changed
+
+    def timeouts(self, snapshot: Snapshot) -> tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout]:
+        """(plain, stream) client timeouts of a table, built once per table.
+
+        A plain answer comes whole when generation is over, so its read timeout is the
+        first-byte one. A stream's first byte and idle gaps are bounded by the proxy
+        itself, so no read timeout of aiohttp's applies to it.
+        """
+        cached = self._timeouts
+        if cached is not None and cached[0] == id(snapshot):
+            return cached[1], cached[2]
+        t = snapshot.balancing.timeouts
+        plain = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.first_byte)
+        stream = aiohttp.ClientTimeout(sock_connect=t.connect)
+        self._timeouts = (id(snapshot), plain, stream)
+        return plain, stream
+
+    def succeeded(self, pod: Pod) -> None:
+        """An upstream try got an answer below 500."""
+        if pod.health.consecutive or not pod.health.serving:
+            pod.health.success()
+
+    def failed(self, pod: Pod) -> None:
+        """An upstream try failed (connect error, reset, 5xx, timeout)."""
+        snapshot = self.store.current
+        if snapshot is None:
+            return
+        pool = snapshot.pools.get(pod.model)
+        members = pool.pods if pool is not None else []
+        outlier = snapshot.balancing.outlier
+        allowed = pod in members and may_eject((p.health for p in members), outlier)
+        if pod.health.failure(outlier, self.clock(), may_eject=allowed):
+            self.store.epoch += 1
+            self.metrics.ejections.labels(pod.model, pod.name).inc()
+            logger.warning(
+                "pod %s (%s, %s) ejected for %.1f s after %d failures",
+                pod.name, pod.model, pod.address,
+                pod.health.ejected_until - self.clock(), pod.health.consecutive,
+            )  # fmt: skip
+
+    async def probe_ejected(self) -> None:
+        """Check every pod whose ejection is over; runs until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.probe_interval)
+            snapshot = self.store.current
+            if snapshot is None:
+                continue
+            now = self.clock()
+            due = [p for p in self.store.pods() if p.health.due_for_probe(now)]
+            if due:
+                results = await asyncio.gather(*(self._probe(p, snapshot) for p in due))
+                outlier = snapshot.balancing.outlier
+                for pod, ok in zip(due, results, strict=True):
+                    pod.health.probed(ok, outlier, self.clock())
+                    logger.info("pod %s probed: %s", pod.name, "back" if ok else "still failing")
+                self.store.epoch += 1
+
+    async def _probe(self, pod: Pod, snapshot: Snapshot) -> bool:
+        t = snapshot.balancing.timeouts
+        timeout = aiohttp.ClientTimeout(total=max(1.0, t.connect), sock_connect=t.connect)
+        try:
+            async with self.session.get(f"{pod.url}/health", timeout=timeout) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
+
+GATEWAY = web.AppKey("zeta_gateway", Gateway)

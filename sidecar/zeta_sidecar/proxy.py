@@ -1,0 +1,300 @@
+"""The traffic handlers: parse just enough, pick a pod, pass the answer through.
+
+Per request: read the body (bounded), parse it once (the model, and for ``complexity``
+the estimate's inputs), splice the served model name into the original bytes, pick,
+send. Answers stream back as they come: a plain answer (one body) is relayed whole,
+an SSE stream chunk by chunk, never buffered.
+
+Failures before any byte reached the client (connect error, reset, 502/503) are retried
+once on another pod if the retry budget allows; other failures become OpenAI-style
+errors (502, 504). After the first byte of a stream, a failure ends the stream with an
+error event, and nothing is retried. A client that disconnects cancels the handler
+(the runner has ``handler_cancellation``), which closes the upstream connection, so the
+pod stops generating.
+"""
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from zeta_sidecar.errors import (
+    ApiError,
+    BadRequest,
+    BodyTooLarge,
+    NoHealthyPod,
+    UpstreamFailed,
+    UpstreamTimeout,
+    sse_error_event,
+)
+from zeta_sidecar.gateway import GATEWAY, Gateway
+from zeta_sidecar.headers import downstream_headers, upstream_headers
+from zeta_sidecar.tables import Pod, Pool, Snapshot
+
+__all__ = ["completions", "models", "rewrite_model"]
+
+logger = logging.getLogger(__name__)
+
+_RETRY_STATUSES = frozenset({502, 503})
+# Connection-level failures before an answer: the pod is gone, restarting or overloaded.
+_CONNECT_ERRORS = (
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    ConnectionError,
+)
+_UNKNOWN = "unknown"
+"""Metric label for a model that is not in the table (keeps label sets bounded)."""
+
+
+def rewrite_model(
+    raw: bytes, body: dict[str, object], name: str, served: str, served_json: bytes
+) -> bytes:
+    """The body with ``model`` set to ``served``, splicing the original bytes if safe.
+
+    Splicing avoids re-serialising a long prompt. It is done only when the literal
+    ``"model"`` key occurs once and nothing is ``\\u``-escaped (an escaped key could hide
+    the real top-level one); otherwise the body is serialised again.
+    """
+    if name == served:
+        return raw
+    if raw.count(b'"model"') == 1 and b"\\u" not in raw:
+        pattern = rb'"model"\s*:\s*' + re.escape(json.dumps(name).encode())
+        found = list(re.finditer(pattern, raw))
+        if len(found) == 1:
+            m = found[0]
+            return raw[: m.start()] + b'"model":' + served_json + raw[m.end() :]
+    body["model"] = served
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def _read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, object]]:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"Request body is over the limit of {limit} bytes.") from None
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    return raw, body
+
+
+async def models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the table's models and virtual models."""
+    snapshot = request.app[GATEWAY].store.current
+    if snapshot is None:
+        return NoHealthyPod("No routing table is loaded yet.").response()
+    return web.Response(body=snapshot.models_json, content_type="application/json")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``."""
+    gw = request.app[GATEWAY]
+    start = gw.clock()
+    label = _UNKNOWN
+    try:
+        snapshot = gw.store.current
+        if snapshot is None:
+            raise NoHealthyPod("No routing table is loaded yet.")
+        raw, body = await _read_json(request, gw.settings.max_body_bytes)
+        name = body.get("model")
+        pool = gw.router.resolve(snapshot, name, body)
+        assert isinstance(name, str)  # resolve refuses anything else
+        label = name
+        payload = rewrite_model(raw, body, name, pool.served_model_name, pool.served_json)
+    except ApiError as exc:
+        gw.metrics.request(label, "", "", exc.status)
+        return exc.response()
+    return await _forward(
+        request,
+        gw=gw,
+        snapshot=snapshot,
+        pool=pool,
+        name=name,
+        payload=payload,
+        stream=body.get("stream") is True,
+        start=start,
+    )
+
+
+async def _forward(
+    request: web.Request,
+    *,
+    gw: Gateway,
+    snapshot: Snapshot,
+    pool: Pool,
+    name: str,
+    payload: bytes,
+    stream: bool,
+    start: float,
+) -> web.StreamResponse:
+    balancing = snapshot.balancing
+    plain_timeout, stream_timeout = gw.timeouts(snapshot)
+    timeout = stream_timeout if stream else plain_timeout
+    headers = upstream_headers(request.headers)
+    url_path = request.rel_url.raw_path_qs
+    gw.budget.request(start)
+    tries = 1 + balancing.retry.attempts
+    failed: Pod | None = None
+    error: ApiError = NoHealthyPod(f"Model {pool.name!r} has no healthy pod.")
+    for attempt in range(tries):
+        if attempt:
+            if not gw.budget.try_retry(gw.clock()):
+                gw.metrics.retries_denied.labels(pool.name).inc()
+                break
+            gw.metrics.retries.labels(pool.name).inc()
+        cum = pool.cumulative(gw.clock(), balancing.warmup, gw.store.epoch)
+        pod = gw.router.pick(pool, balancing.picker, cum, failed)
+        if pod is None:
+            break
+        pod.inflight += 1
+        try:
+            try:
+                if stream:
+                    async with asyncio.timeout(balancing.timeouts.first_byte):
+                        upstream = await gw.session.post(
+                            pod.url + url_path, data=payload, headers=headers, timeout=timeout
+                        )
+                else:
+                    upstream = await gw.session.post(
+                        pod.url + url_path, data=payload, headers=headers, timeout=timeout
+                    )
+            except aiohttp.ConnectionTimeoutError:
+                gw.failed(pod)
+                failed, error = pod, UpstreamTimeout(f"Pod of {pool.name!r} did not connect.")
+                continue
+            except TimeoutError:
+                # The pod took the request and may be generating: not retried.
+                gw.failed(pod)
+                error = UpstreamTimeout(f"Pod of {pool.name!r} did not answer in time.")
+                failed = pod
+                break
+            except _CONNECT_ERRORS as exc:
+                gw.failed(pod)
+                failed, error = pod, UpstreamFailed(f"Pod of {pool.name!r} failed: {exc!r}")
+                continue
+            if upstream.status in _RETRY_STATUSES and attempt + 1 < tries:
+                upstream.release()
+                gw.failed(pod)
+                failed = pod
+                error = UpstreamFailed(f"Pod of {pool.name!r} answered {upstream.status}.")
+                continue
+            return await _relay(
+                request, gw=gw, pool=pool, pod=pod, name=name, upstream=upstream, start=start
+            )
+        finally:
+            pod.inflight -= 1
+    gw.metrics.request(name, pool.name, failed.name if failed else "", error.status)
+    return error.response()
+
+
+async def _relay(
+    request: web.Request,
+    *,
+    gw: Gateway,
+    pool: Pool,
+    pod: Pod,
+    name: str,
+    upstream: aiohttp.ClientResponse,
+    start: float,
+) -> web.StreamResponse:
+    """Pass an answer through; the upstream connection is closed if anything goes wrong."""
+    status = upstream.status
+    if status >= 500:
+        gw.failed(pod)
+    else:
+        gw.succeeded(pod)
+    try:
+        if upstream.content_type != "text/event-stream":
+            try:
+                data = await upstream.read()
+            except TimeoutError:
+                gw.failed(pod)
+                return _answer_error(gw, name, pool, pod, UpstreamTimeout("Pod answer timed out."))
+            except _CONNECT_ERRORS as exc:
+                gw.failed(pod)
+                return _answer_error(
+                    gw, name, pool, pod, UpstreamFailed(f"Pod answer cut: {exc!r}")
+                )
+            elapsed = gw.clock() - start
+            gw.metrics.request(name, pool.name, pod.name, status)
+            gw.metrics.observe(name, elapsed, elapsed)
+            return web.Response(
+                status=status, body=data, headers=_response_headers(upstream.headers)
+            )
+        return await _relay_stream(
+            request, gw=gw, pool=pool, pod=pod, name=name, upstream=upstream, start=start
+        )
+    finally:
+        upstream.close()
+
+
+def _answer_error(gw: Gateway, name: str, pool: Pool, pod: Pod, error: ApiError) -> web.Response:
+    gw.metrics.request(name, pool.name, pod.name, error.status)
+    return error.response()
+
+
+def _response_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
+    return downstream_headers(upstream)
+
+
+async def _relay_stream(
+    request: web.Request,
+    *,
+    gw: Gateway,
+    pool: Pool,
+    pod: Pod,
+    name: str,
+    upstream: aiohttp.ClientResponse,
+    start: float,
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=upstream.status, headers=_response_headers(upstream.headers)
+    )
+    timeouts = gw.store.current.balancing.timeouts if gw.store.current else None
+    first_byte = timeouts.first_byte if timeouts else 300.0
+    idle = timeouts.idle if timeouts else 60.0
+    loop = asyncio.get_running_loop()
+    ttfb: float | None = None
+    content = upstream.content
+    await response.prepare(request)
+    try:
+        async with asyncio.timeout(loop.time() + first_byte) as deadline:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                if ttfb is None:
+                    ttfb = gw.clock() - start
+                await response.write(chunk)
+                deadline.reschedule(loop.time() + idle)
+    except TimeoutError:
+        gw.failed(pod)
+        await _end_with_error(response, "The pod went silent mid-stream.", "upstream_timeout")
+    except _CONNECT_ERRORS as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise  # the client left; the handler ends, the upstream is closed
+        gw.failed(pod)
+        logger.warning("stream from %s cut after its first byte: %r", pod.name, exc)
+        await _end_with_error(response, f"The pod's stream was cut: {exc!r}", "upstream_failed")
+    gw.metrics.request(name, pool.name, pod.name, upstream.status)
+    gw.metrics.observe(name, gw.clock() - start, ttfb)
+    return response
+
+
+async def _end_with_error(response: web.StreamResponse, message: str, code: str) -> None:
+    try:
+        await response.write(sse_error_event(message, code=code))
+        await response.write_eof()
+    except (ConnectionError, aiohttp.ClientConnectionError):
+        pass

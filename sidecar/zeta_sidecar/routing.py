@@ -1,0 +1,151 @@
+"""From a request's ``model`` to one pod: resolution, spillover, shedding, picking.
+
+- An explicit model is used as is; if it is saturated the request is shed (429).
+- A ``weighted`` virtual model draws one candidate by model weight among those not
+  saturated (an admin's split, moved by load).
+- A ``complexity`` virtual model prefers the tier the estimate names
+  (:mod:`~zeta_sidecar.complexity`); if it is saturated it spills over as the table
+  says (``up``: bigger tiers first; ``down``: smaller; ``both``: the nearest, bigger
+  first on a tie; ``none``: shed).
+- Nothing left: 429 with ``Retry-After`` if the candidates are saturated, 503 if they
+  have no pod that may take a request.
+
+Saturation combines the operator's verdict with the pods' reported load (shared by all
+replicas) plus what *this* replica sent each pod since that report. Local counts alone
+never saturate a pod whose load is unknown: a replica sees only its share of the load.
+"""
+
+from collections.abc import Callable, Mapping
+
+from zeta_api import Picker, Spillover, Strategy
+from zeta_sidecar.complexity import estimate, tier_index
+from zeta_sidecar.errors import ModelNotFound, NoCapacity, NoHealthyPod
+from zeta_sidecar.picking import Draw, draw, smooth_wrr, weighted_p2c, weighted_random
+from zeta_sidecar.tables import Pod, Pool, Snapshot, VirtualModel
+
+__all__ = ["Router", "spill_order"]
+
+
+def _load(pods: list[Pod]) -> Callable[[int], float]:
+    return lambda i: pods[i].load
+
+
+def spill_order(preferred: int, count: int, spillover: Spillover) -> list[int]:
+    """Candidate indices to try, the preferred one first."""
+    order = [preferred]
+    if spillover is Spillover.UP:
+        order += range(preferred + 1, count)
+    elif spillover is Spillover.DOWN:
+        order += range(preferred - 1, -1, -1)
+    elif spillover is Spillover.BOTH:
+        for step in range(1, count):
+            for i in (preferred + step, preferred - step):
+                if 0 <= i < count:
+                    order.append(i)
+    return order
+
+
+class Router:
+    """Resolves models and picks pods; holds the randomness and the saturation rule."""
+
+    def __init__(self, *, rand: Draw, headroom: float, retry_after: int) -> None:
+        self.rand = rand
+        self.headroom = headroom
+        self.retry_after = retry_after
+
+    def pod_saturated(self, pod: Pod) -> bool:
+        """Reported load plus what this replica sent since reaches the threshold."""
+        if pod.reported is None:
+            return False
+        since = pod.inflight - pod.inflight_at_report
+        return pod.reported + max(0, since) >= pod.capacity * (1.0 + self.headroom)
+
+    def saturated(self, pool: Pool) -> bool:
+        """The operator says so, or every serving pod's load says so."""
+        if pool.saturated:
+            return True
+        live = [p for p in pool.pods if p.health.serving]
+        return bool(live) and all(self.pod_saturated(p) for p in live)
+
+    @staticmethod
+    def available(pool: Pool) -> bool:
+        """Some pod of the pool may take a request."""
+        return any(p.health.serving for p in pool.pods)
+
+    def resolve(self, snapshot: Snapshot, name: object, body: Mapping[str, object]) -> Pool:
+        """The model a request goes to; raises the matching :class:`ApiError`."""
+        if not isinstance(name, str) or not name:
+            raise ModelNotFound("Request has no 'model'.", param="model")
+        pool = snapshot.pools.get(name)
+        if pool is not None:
+            if not self.available(pool):
+                raise NoHealthyPod(f"Model {name!r} has no healthy pod.")
+            if self.saturated(pool):
+                raise NoCapacity(f"Model {name!r} is saturated.", retry_after=self.retry_after)
+            return pool
+        virtual = snapshot.virtual.get(name)
+        if virtual is None:
+            raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
+        if virtual.strategy is Strategy.WEIGHTED:
+            return self._weighted(virtual)
+        return self._complexity(virtual, body)
+
+    def _shed(self, virtual: VirtualModel, tried: list[Pool]) -> NoCapacity | NoHealthyPod:
+        if any(self.available(p) for p in tried):
+            return NoCapacity(
+                f"Every model of {virtual.name!r} it may use is saturated.",
+                retry_after=self.retry_after,
+            )
+        return NoHealthyPod(f"No model of {virtual.name!r} has a healthy pod.")
+
+    def _weighted(self, virtual: VirtualModel) -> Pool:
+        pools = virtual.candidates
+        ok = [self.available(p) and not self.saturated(p) for p in pools]
+        if all(ok):
+            i = draw(virtual.cum, self.rand)
+        else:
+            cum: list[float] = []
+            total = 0.0
+            for pool, good in zip(pools, ok, strict=True):
+                total += pool.weight if good else 0.0
+                cum.append(total)
+            i = draw(cum, self.rand)
+        if i < 0:
+            raise self._shed(virtual, list(pools))
+        return pools[i]
+
+    def _complexity(self, virtual: VirtualModel, body: Mapping[str, object]) -> Pool:
+        pools = virtual.candidates
+        preferred = tier_index(estimate(body).score, len(pools))
+        order = spill_order(preferred, len(pools), virtual.spillover)
+        for i in order:
+            pool = pools[i]
+            if self.available(pool) and not self.saturated(pool):
+                return pool
+        raise self._shed(virtual, [pools[i] for i in order])
+
+    def pick(
+        self,
+        pool: Pool,
+        picker: Picker,
+        cum: list[float],
+        exclude: Pod | None = None,
+    ) -> Pod | None:
+        """One pod of ``pool`` by ``picker`` over cumulative weights ``cum``."""
+        pods = pool.pods
+        if exclude is not None:
+            # A retry: the same weights without the pod that failed.
+            weights = [
+                (cum[i] - (cum[i - 1] if i else 0.0)) * (pods[i] is not exclude)
+                for i in range(len(pods))
+            ]
+            cum = [sum(weights[: i + 1]) for i in range(len(weights))]
+            picker = Picker.WEIGHTED_P2C if picker is Picker.SMOOTH_WRR else picker
+        if picker is Picker.WEIGHTED_P2C:
+            i = weighted_p2c(cum, _load(pods), self.rand)
+        elif picker is Picker.SMOOTH_WRR:
+            weights = [cum[i] - (cum[i - 1] if i else 0.0) for i in range(len(cum))]
+            i = smooth_wrr(pool.swrr, weights)
+        else:
+            i = weighted_random(cum, self.rand)
+        return pods[i] if i >= 0 else None

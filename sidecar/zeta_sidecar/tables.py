@@ -1,0 +1,230 @@
+"""The table store: validate each new table, compile it for the hot path, swap it in.
+
+A table is parsed and checked by :func:`zeta_api.parse_routing_table`; a bad one raises
+and the store keeps its last good table, so a broken publication never takes traffic
+down. A good one is compiled into a :class:`Snapshot` (per model: a :class:`Pool` of
+:class:`Pod` objects, cumulative weights, the served name as JSON) and swapped in by one
+assignment, between two requests of the event loop.
+
+Pods are identified by model and address. The store keeps each pod's runtime state
+(in-flight count, failure record, when it joined) across tables, so a reload resets
+neither the picker's view of load nor an ejection. A request in flight holds its
+:class:`Pod`, so it finishes on the pod it started on and its count stays right even
+if the pod has left the table; a pod that left gets no new requests.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from zeta_api import (
+    Balancing,
+    Endpoint,
+    ModelEntry,
+    RoutingTable,
+    Spillover,
+    Strategy,
+    parse_routing_table,
+)
+from zeta_sidecar.picking import cumulative
+from zeta_sidecar.resilience import Health, warmup_factor
+
+__all__ = ["Pod", "Pool", "Snapshot", "TableStore", "VirtualModel"]
+
+
+@dataclass(slots=True, eq=False)
+class Pod:
+    """One pod of one model, with the state this replica keeps about it."""
+
+    model: str
+    address: str
+    url: str
+    """``http://address``: built once, reused by every request."""
+    name: str
+    capacity: int
+    weight: float
+    draining: bool
+    reported: float | None
+    """Running plus waiting requests as the table reports them; ``None`` when unknown."""
+    joined: float
+    inflight: int = 0
+    inflight_at_report: int = 0
+    """This replica's in-flight count when the report arrived: what it sent since then
+    is not in the report yet."""
+    health: Health = field(default_factory=Health)
+
+    @property
+    def load(self) -> float:
+        """Local in-flight requests per unit of capacity: what the P2C picker compares."""
+        return self.inflight / self.capacity
+
+
+@dataclass(slots=True, eq=False)
+class Pool:
+    """One model of one table."""
+
+    name: str
+    served_model_name: str
+    served_json: bytes
+    """The served name as a JSON string, spliced into request bodies."""
+    tier: int
+    weight: float
+    saturated: bool
+    """The operator's verdict: every pod of the model is saturated."""
+    pods: list[Pod]
+    """Pods that may get new requests (not draining, weight above 0)."""
+    base_cum: list[float]
+    warm_until: float
+    """Until then some pod is warming up and effective weights change with time."""
+    swrr: list[float]
+    """Smooth weighted round robin state."""
+    cum: list[float] = field(default_factory=list)
+    cum_epoch: int = -1
+
+    def effective_weights(self, now: float, warmup: float) -> list[float]:
+        """Weights after warm-up and ejection."""
+        return [
+            (p.weight * warmup_factor(now - p.joined, warmup)) if p.health.serving else 0.0
+            for p in self.pods
+        ]
+
+    def cumulative(self, now: float, warmup: float, epoch: int) -> list[float]:
+        """Cumulative effective weights, recomputed only when health or warm-up changed."""
+        if self.cum_epoch == epoch and now >= self.warm_until:
+            return self.cum
+        if now >= self.warm_until and all(p.health.serving for p in self.pods):
+            self.cum = self.base_cum
+        else:
+            self.cum = cumulative(self.effective_weights(now, warmup))
+        self.cum_epoch = epoch if now >= self.warm_until else -1
+        return self.cum
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualModel:
+    """A virtual model: its candidates as pools sorted by tier."""
+
+    name: str
+    strategy: Strategy
+    spillover: Spillover
+    candidates: tuple[Pool, ...]
+    cum: list[float]
+    """Cumulative model weights, for the ``weighted`` strategy."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A validated table, compiled for the hot path."""
+
+    table: RoutingTable
+    raw: bytes
+    revision: int
+    loaded_at: float
+    pools: dict[str, Pool]
+    virtual: dict[str, VirtualModel]
+    models_json: bytes
+    """The ``GET /v1/models`` answer, built once."""
+
+    @property
+    def balancing(self) -> Balancing:
+        """How to pick, retry, eject and time out, as the table says."""
+        return self.table.balancing
+
+
+class TableStore:
+    """The current table and the pods' runtime state; not thread-safe (one event loop)."""
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.current: Snapshot | None = None
+        self.epoch = 0
+        """Bumped on every health change and table swap; pools recompute weights then."""
+        self._pods: dict[tuple[str, str], Pod] = {}
+
+    def load(self, raw: bytes, now: float) -> tuple[Snapshot, bool]:
+        """Validate and swap in ``raw``; ``(snapshot, changed)``.
+
+        Raises :class:`TableError` (the current table stays) if ``raw`` is refused.
+        The same bytes as the current table change nothing.
+        """
+        current = self.current
+        if current is not None and raw == current.raw:
+            return current, False
+        table = parse_routing_table(raw, max_bytes=self.max_bytes)
+        snapshot = self._compile(table, raw, now, first=current is None)
+        self.current = snapshot
+        self.epoch += 1
+        return snapshot, True
+
+    def _pod(self, model: str, ep: Endpoint, now: float, first: bool) -> Pod:
+        reported = None
+        if ep.load is not None and ep.load.running is not None:
+            reported = ep.load.running + (ep.load.waiting or 0.0)
+        pod = self._pods.get((model, ep.address))
+        if pod is None:
+            # Pods of the first table are not "new": the gateway is, not they.
+            joined = float("-inf") if first else now
+            pod = Pod(model, ep.address, f"http://{ep.address}", ep.pod, ep.capacity,
+                      ep.weight, ep.draining, reported, joined)  # fmt: skip
+        else:
+            pod.name, pod.capacity, pod.weight = ep.pod, ep.capacity, ep.weight
+            pod.draining, pod.reported = ep.draining, reported
+        pod.inflight_at_report = pod.inflight
+        return pod
+
+    def _compile(self, table: RoutingTable, raw: bytes, now: float, first: bool) -> Snapshot:
+        warmup = table.balancing.warmup
+        pods: dict[tuple[str, str], Pod] = {}
+        pools: dict[str, Pool] = {}
+        for name, entry in table.models.items():
+            members = [self._pod(name, ep, now, first) for ep in entry.endpoints]
+            for pod in members:
+                pods[(name, pod.address)] = pod
+            pools[name] = _pool(name, entry, members, warmup)
+        self._pods = pods
+        virtual = {
+            name: _virtual(name, v.strategy, v.spillover, [pools[c] for c in v.candidates])
+            for name, v in table.virtual_models.items()
+        }
+        return Snapshot(table, raw, table.revision, now, pools, virtual, _models_json(table))
+
+    def pods(self) -> list[Pod]:
+        """Every pod of the current table."""
+        return list(self._pods.values())
+
+
+def _pool(name: str, entry: ModelEntry, members: Sequence[Pod], warmup: float) -> Pool:
+    serving = [p for p in members if not p.draining and p.weight > 0]
+    warm_until = max((p.joined + warmup for p in serving), default=float("-inf"))
+    return Pool(
+        name=name,
+        served_model_name=entry.served_model_name,
+        served_json=json.dumps(entry.served_model_name).encode(),
+        tier=entry.tier,
+        weight=entry.weight,
+        saturated=entry.saturated,
+        pods=serving,
+        base_cum=cumulative([p.weight for p in serving]),
+        warm_until=warm_until,
+        swrr=[0.0] * len(serving),
+    )
+
+
+def _virtual(
+    name: str, strategy: Strategy, spillover: Spillover, pools: list[Pool]
+) -> VirtualModel:
+    ordered = tuple(sorted(pools, key=lambda p: (p.tier, p.name)))
+    return VirtualModel(name, strategy, spillover, ordered, cumulative([p.weight for p in ordered]))
+
+
+def _models_json(table: RoutingTable) -> bytes:
+    created = 0
+    data: list[dict[str, object]] = [
+        {"id": name, "object": "model", "created": created, "owned_by": "zeta-router"}
+        for name in table.models
+    ]
+    data += [
+        {"id": name, "object": "model", "created": created, "owned_by": "zeta-router"}
+        for name in table.virtual_models
+    ]
+    return json.dumps({"object": "list", "data": data}, separators=(",", ":")).encode()
