@@ -347,6 +347,29 @@ class Testbed:
             time.sleep(0.25)
         raise TestbedError(f"Prometheus sees {seen} model pods after {timeout:.0f} s, not {count}")
 
+    # ------------------------------------------------------- other processes
+    def run(
+        self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None
+    ) -> ProcessRecord:
+        """Start a process that lives with the testbed (an operator, a sidecar...):
+        ``status`` lists it and ``down`` ends it. Its environment is this one plus
+        ``env()`` (so it finds the testbed's kubeconfig) plus ``env``."""
+        with self._locked() as state:
+            if name in state.processes and processes.is_running(state.processes[name]):
+                raise TestbedError(f"a process named {name!r} already runs in this testbed")
+            record = processes.spawn(
+                name,
+                argv,
+                log_dir=self.state_dir / "logs",
+                env={**os.environ, **self.env(), **(env or {})},
+            )
+            state.processes[name] = record
+        return record
+
+    def stop(self, name: str) -> None:
+        """End a process started by ``run`` (or a testbed component, by its name)."""
+        processes.stop(self.state().processes[name])
+
     # ------------------------------------------------------------------ pods
     def add_pod(
         self,
@@ -432,7 +455,10 @@ class Testbed:
             return
         state = self.state()
         processes.stop_all([pod.process for pod in state.pods], grace=5)
-        for name in ("prometheus", "kube-controller-manager", "kube-apiserver", "etcd"):
+        components = ("prometheus", "kube-controller-manager", "kube-apiserver", "etcd")
+        # What `run` started goes first: it may still be talking to the apiserver.
+        processes.stop_all([r for n, r in state.processes.items() if n not in components])
+        for name in components:
             if name in state.processes:
                 processes.stop(state.processes[name])
         if not keep_state:

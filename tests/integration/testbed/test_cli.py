@@ -30,6 +30,7 @@ def test_up_writes_an_env_file_and_down_ends_every_process(tmp_path: Path) -> No
     assert "export KUBECONFIG=" in up.stdout
 
     bed = Testbed(state_dir)
+    bed.run("extra", ["sleep", "300"])  # e.g. an operator the user started with the testbed
     state = bed.state()
     records = [*state.processes.values(), *(pod.process for pod in state.pods)]
     assert {r.name for r in state.processes.values()} == {
@@ -37,6 +38,7 @@ def test_up_writes_an_env_file_and_down_ends_every_process(tmp_path: Path) -> No
         "kube-apiserver",
         "kube-controller-manager",
         "prometheus",
+        "extra",
     }
     assert len(state.pods) == 2
     status = _cli("status", "--state-dir", str(state_dir))
