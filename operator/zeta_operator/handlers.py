@@ -1,0 +1,105 @@
+"""The kopf handlers: thin. They translate kopf's callbacks into calls on the
+router loops (:mod:`zeta_operator.reconciling`) and keep the pod index.
+
+- ``pods_by_namespace``: an index of every pod as a :class:`PodRecord`, by namespace
+  (see :mod:`zeta_operator.discovery` for why not by router).
+- ``pod_changed``: any pod event wakes the loops of the routers in its namespace,
+  which rebuild their table if *their* pods changed (kopf updates indices before it
+  calls handlers, so the loop sees the new pod).
+- ``spec_changed``: a router whose generation is ahead of its status wakes its loop.
+- ``route``: one daemon per router, running its loop for as long as it exists.
+
+Handlers are registered on a registry built here, not on kopf's global default one.
+"""
+
+import logging
+from typing import Any
+
+import kopf
+
+from zeta_api import GROUP, PLURAL, VERSION
+from zeta_operator import discovery
+from zeta_operator.reconciling import RouterLoop
+from zeta_operator.runtime import Runtime
+from zeta_operator.snapshots import PodRecord
+
+__all__ = ["FINALIZER", "build_registry"]
+
+FINALIZER = "zeta.dev/operator"
+INDEX = "pods_by_namespace"
+"""The pod index's id, and so the name of the kwarg kopf passes it as."""
+
+
+def build_registry(*, peering_lifetime: float) -> kopf.OperatorRegistry:
+    """Every handler of the operator, on a fresh registry."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(id="configure", registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.peering.lifetime = int(peering_lifetime)
+        # Our loop posts its own Events; kopf's per-log-line Events would drown them.
+        settings.posting.level = logging.WARNING
+        # Reconnect lost watches quickly: a stale index means a stale table.
+        settings.watching.server_timeout = 300
+        settings.watching.reconnect_backoff = 1.0
+
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A registry of our own gets none of kopf's default login handlers: in a pod,
+        # the service account; elsewhere, the kubeconfig ($KUBECONFIG).
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
+            **kwargs
+        ) or kopf.login_with_kubeconfig(**kwargs)
+        return info
+
+    @kopf.index("", "v1", "pods", id=INDEX, registry=registry)
+    def pods_by_namespace(
+        *, body: kopf.Body, namespace: str | None, **_: Any
+    ) -> dict[str, PodRecord]:
+        return {namespace or "": discovery.pod_record(body)}
+
+    @kopf.on.event("", "v1", "pods", id="pod_changed", registry=registry)
+    def pod_changed(*, namespace: str | None, memo: Any, **_: Any) -> None:
+        runtime: Runtime = memo.runtime
+        runtime.wake(namespace or "")
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="spec_changed", registry=registry)
+    def spec_changed(
+        *, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        if body.meta.get("generation") != body.status.get("observedGeneration"):
+            runtime: Runtime = memo.runtime
+            runtime.wake(namespace or "", name)
+
+    # A failed loop (a bug) restarts soon rather than after kopf's default minute.
+    @kopf.daemon(
+        GROUP, VERSION, PLURAL, id="route", registry=registry, cancellation_timeout=10.0, backoff=5
+    )
+    async def route(
+        *,
+        body: kopf.Body,
+        name: str,
+        namespace: str | None,
+        uid: str,
+        stopped: kopf.DaemonStopped,
+        memo: Any,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **kwargs: Any,
+    ) -> None:
+        index: kopf.Index[str, PodRecord] = kwargs[INDEX]
+        namespace = namespace or ""
+
+        def event(type_: str, reason: str, message: str) -> None:
+            kopf.event(body, type=type_, reason=reason, message=message)
+
+        def pods() -> list[PodRecord]:
+            # The index is live: kopf updates it in place as pods change.
+            return list(index.get(namespace, ()))
+
+        loop = RouterLoop(
+            memo.runtime, namespace=namespace, name=name, uid=uid, event=event, logger=logger
+        )
+        await loop.run(body, pods, stopped)
+
+    return registry

@@ -1,0 +1,84 @@
+"""From Prometheus' instant-query answers to per-pod loads. Pure: no I/O, no clock.
+
+A sample is usable only when it names a pod, its value is a finite, non-negative
+number, and it is not older than ``max_age`` at the query's evaluation time. Anything
+else (missing, NaN, Inf, negative, stale, two samples for one pod that disagree on
+nothing sensible) leaves that signal of that pod unknown, which the weighting treats
+as neutral: a bad answer must never become a weight of 0 or of everything.
+"""
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from zeta_api import Signal
+from zeta_operator.snapshots import PodLoad
+
+__all__ = ["extract", "samples_by_pod"]
+
+_FIELDS = {
+    Signal.RUNNING: "running",
+    Signal.WAITING: "waiting",
+    Signal.KV_CACHE: "kv_cache",
+    Signal.TTFT_P95: "ttft_p95",
+    Signal.ERROR_RATE: "error_rate",
+}
+
+
+def _value(sample: Mapping[str, Any], *, now: float, max_age: float) -> float | None:
+    try:
+        stamp, text = sample["value"]
+        value = float(text)
+        stamp = float(stamp)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    if now - stamp > max_age:
+        return None
+    return value
+
+
+def samples_by_pod(
+    result: Iterable[Mapping[str, Any]], *, now: float, max_age: float
+) -> dict[str, float]:
+    """One value per pod from an instant vector; unusable samples are dropped.
+
+    Should a query return several series per pod (a user override without
+    ``by (pod)``), the largest value counts: for load, erring towards busy is the
+    safe side."""
+    values: dict[str, float] = {}
+    for sample in result:
+        metric = sample.get("metric")
+        pod = metric.get("pod") if isinstance(metric, Mapping) else None
+        if not isinstance(pod, str) or not pod:
+            continue
+        value = _value(sample, now=now, max_age=max_age)
+        if value is None:
+            continue
+        values[pod] = max(value, values.get(pod, value))
+    return values
+
+
+def extract(
+    results: Mapping[Signal, Iterable[Mapping[str, Any]]],
+    pod_names: Iterable[str],
+    *,
+    now: float,
+    max_age: float,
+) -> dict[str, PodLoad]:
+    """The load of every named pod; pods absent from the answers are wholly unknown."""
+    per_signal = {
+        signal: samples_by_pod(result, now=now, max_age=max_age)
+        for signal, result in results.items()
+    }
+    loads: dict[str, PodLoad] = {}
+    for pod in pod_names:
+        fields: dict[str, float | None] = {}
+        for signal, values in per_signal.items():
+            value = values.get(pod)
+            if signal is Signal.KV_CACHE and value is not None:
+                value = min(value, 1.0)  # a ratio: an engine's rounding above 1 is full
+            fields[_FIELDS[signal]] = value
+        loads[pod] = PodLoad(**fields)
+    return loads

@@ -1,0 +1,105 @@
+"""PromQL per engine, as data: one query per signal, for all pods of a router at once.
+
+Every query must return one sample per pod, labelled ``pod`` (Prometheus' pod
+discovery relabels ``__meta_kubernetes_pod_name`` to it, as the common scrape
+configurations do). Two placeholders are filled in before a query is sent:
+``{{namespace}}`` (the router's namespace) and ``{{pods}}`` (an anchored regex
+alternation of the router's pod names), so one query covers every pod of a router
+and no query is ever sent per pod. Default queries also use ``{{window}}``, the
+``rate()`` range from the operator's settings; user overrides may use it too.
+
+A signal with no query (an engine exporting no such metric, e.g. vLLM has no failure
+counter) is simply not read: the weighting treats it as unknown, i.e. neutral.
+"""
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from zeta_api import Engine, QueryOverrides, Signal
+
+__all__ = ["DEFAULT_QUERIES", "QueryPlan", "plan", "pods_regex", "render"]
+
+_SEL = '{namespace="{{namespace}}",pod=~"{{pods}}"}'
+
+
+def _gauge(*names: str) -> str:
+    # `or` over alternative names: vLLM V1 renamed the KV gauge; a fleet mid-upgrade
+    # exports both spellings from different pods, and each pod must still count once.
+    series = " or ".join(f"{name}{_SEL}" for name in names)
+    return f"max by (pod) ({series})"
+
+
+def _p95(histogram: str) -> str:
+    return (
+        "histogram_quantile(0.95, sum by (pod, le) "
+        f"(rate({histogram}_bucket{_SEL}[{{{{window}}}}])))"
+    )
+
+
+DEFAULT_QUERIES: Mapping[Engine, Mapping[Signal, str]] = MappingProxyType(
+    {
+        Engine.VLLM: MappingProxyType(
+            {
+                Signal.RUNNING: _gauge("vllm:num_requests_running"),
+                Signal.WAITING: _gauge("vllm:num_requests_waiting"),
+                Signal.KV_CACHE: _gauge("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+                Signal.TTFT_P95: _p95("vllm:time_to_first_token_seconds"),
+                # vLLM (and llm-d-inference-sim) export no failure counter: errors are
+                # only readable through an override, e.g. from a gateway's metrics.
+            }
+        ),
+        Engine.SGLANG: MappingProxyType(
+            {
+                Signal.RUNNING: _gauge("sglang:num_running_reqs"),
+                Signal.WAITING: _gauge("sglang:num_queue_reqs"),
+                Signal.KV_CACHE: _gauge("sglang:token_usage"),
+                Signal.TTFT_P95: _p95("sglang:time_to_first_token_seconds"),
+            }
+        ),
+    }
+)
+"""The engines' own metric names, as their servers export them."""
+
+
+QueryPlan = Mapping[Signal, str]
+"""What will be asked: one rendered query per signal that has one."""
+
+
+def pods_regex(pod_names: Iterable[str]) -> str:
+    """An alternation matching exactly these pods (Prometheus anchors ``=~`` itself).
+
+    Sorted, so the same pods always give the same query text (cache-friendly, and
+    tests can compare it). Escaped for RE2 *inside a PromQL string*: a literal ``.``
+    becomes ``\\\\.`` in the query text (the string literal eats one backslash);
+    ``-`` needs no escape, and RE2 refuses ``re.escape``'s ``\\-`` anyway."""
+    return "|".join(_escape(name) for name in sorted(set(pod_names)))
+
+
+def _escape(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "\\\\" + c for c in name)
+
+
+def render(template: str, *, namespace: str, pods: str, window: str) -> str:
+    """Fill in the placeholders. Not ``str.format``: PromQL is full of braces."""
+    return (
+        template.replace("{{namespace}}", namespace)
+        .replace("{{pods}}", pods)
+        .replace("{{window}}", window)
+    )
+
+
+def plan(
+    engine: Engine,
+    overrides: QueryOverrides,
+    *,
+    namespace: str,
+    pod_names: Iterable[str],
+    window: str,
+) -> dict[Signal, str]:
+    """The queries for one router: the engine's defaults with the spec's overrides."""
+    templates = {**DEFAULT_QUERIES[engine], **overrides.as_map()}
+    pods = pods_regex(pod_names)
+    return {
+        signal: render(template, namespace=namespace, pods=pods, window=window)
+        for signal, template in templates.items()
+    }

@@ -1,0 +1,136 @@
+"""What the operator says about a router: status, conditions, Events. Pure.
+
+Conditions follow the Kubernetes API conventions: a fixed set of types (``Ready``,
+``MetricsAvailable``, ``Degraded``), a CamelCase reason per cause, a message for
+humans, ``observedGeneration``, and a ``lastTransitionTime`` that only moves when the
+status does (:func:`zeta_api.with_condition`).
+"""
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from zeta_api import (
+    Condition,
+    ConditionStatus,
+    Fallback,
+    ModelStatus,
+    StatusSummary,
+    TableStatus,
+    ZetaRouterSpec,
+    ZetaRouterStatus,
+    with_condition,
+)
+from zeta_operator.snapshots import PodLoad, PodRecord
+from zeta_operator.weighting import Weights
+
+__all__ = ["Shift", "Verdict", "build_status", "model_statuses", "shifts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One condition's content, before it is stamped with times and generations."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def model_statuses(
+    spec: ZetaRouterSpec,
+    selection: Mapping[str, list[PodRecord]],
+    weights: Weights | None,
+    loads: Mapping[str, PodLoad],
+) -> tuple[ModelStatus, ...]:
+    """Per model: ready pods in the table, weight, summed waiting, mean KV, worst TTFT."""
+    out = []
+    for model in spec.models:
+        pods = selection.get(model.name, [])
+        known = [loads[p.name] for p in pods if p.name in loads]
+        waiting = [x.waiting for x in known if x.waiting is not None]
+        kv = [x.kv_cache for x in known if x.kv_cache is not None]
+        ttft = [x.ttft_p95 for x in known if x.ttft_p95 is not None]
+        weight = weights.models.get(model.name, 0.0) if weights else 0.0
+        out.append(
+            ModelStatus(
+                name=model.name,
+                ready_pods=len(pods),
+                weight=round(min(max(weight, 0.0), 1.0), 4),
+                saturated=weights.saturated.get(model.name, False) if weights else False,
+                waiting=round(math.fsum(waiting), 2) if waiting else None,
+                kv_cache=None if not kv else round(min(_mean(kv) or 0.0, 1.0), 3),
+                # The worst pod's p95: a model is as slow as its slowest share of traffic.
+                ttft_p95=round(max(ttft), 4) if ttft else None,
+            )
+        )
+    return tuple(out)
+
+
+def build_status(
+    previous: ZetaRouterStatus,
+    *,
+    generation: int,
+    now: str,
+    verdicts: Sequence[Verdict],
+    models: tuple[ModelStatus, ...],
+    table: TableStatus | None,
+    fallback: Fallback,
+) -> ZetaRouterStatus:
+    """The new status; condition transition times carried over from ``previous``."""
+    conditions = previous.conditions
+    for v in verdicts:
+        conditions = with_condition(
+            conditions,
+            Condition(
+                type=v.type,
+                status=v.status,
+                reason=v.reason,
+                message=v.message[:32768],
+                last_transition_time=now,
+                observed_generation=generation,
+            ),
+        )
+    return ZetaRouterStatus(
+        observed_generation=generation,
+        conditions=conditions,
+        models=models,
+        summary=StatusSummary(
+            models=sum(1 for m in models if m.ready_pods), pods=sum(m.ready_pods for m in models)
+        ),
+        routing_table=table or previous.routing_table,
+        fallback=fallback,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """A weight that moved a lot in one update."""
+
+    what: str
+    before: float
+    after: float
+
+
+def shifts(before: Weights | None, after: Weights, threshold: float) -> list[Shift]:
+    """Model and pod weights that moved by more than ``threshold`` (pods that came or
+    went are not shifts: their Events are the pods' own)."""
+    if before is None:
+        return []
+    out = []
+    for model, weight in after.models.items():
+        old = before.models.get(model)
+        if old is not None and abs(weight - old) > threshold:
+            out.append(Shift(f"model {model}", old, weight))
+    for model, pods in after.pods.items():
+        old_pods = before.pods.get(model, {})
+        for pod, weight in pods.items():
+            old = old_pods.get(pod)
+            if old is not None and abs(weight - old) > threshold:
+                out.append(Shift(f"pod {pod} of {model}", old, weight))
+    return out

@@ -1,0 +1,55 @@
+"""Typed snapshots passed between the stages: what a pod reported, what it is.
+
+Plain frozen values: collection (discovery, metrics) produces them, the pure stages
+(weighting, tables, reporting) only read them.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["PodLoad", "PodRecord"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodLoad:
+    """One pod's load as Prometheus reported it; ``None`` is unknown (missing, NaN,
+    Inf or stale), never a guess."""
+
+    running: float | None = None
+    waiting: float | None = None
+    kv_cache: float | None = None
+    ttft_p95: float | None = None
+    """Seconds."""
+    error_rate: float | None = None
+    """Failed requests per second."""
+
+    @property
+    def known(self) -> bool:
+        """Whether the core signals (running and waiting) are known: without them a
+        pod's utilisation cannot be judged, whatever else is known."""
+        return self.running is not None and self.waiting is not None
+
+    def __post_init__(self) -> None:
+        for name in ("running", "waiting", "kv_cache", "ttft_p95", "error_rate"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0 or None, got {value!r}")
+
+
+UNKNOWN = PodLoad()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodRecord:
+    """What the operator keeps of a Pod object (the kopf index holds these)."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str | None = None
+    ready: bool = False
+    """The Pod's ``Ready`` condition is True (and it is not being deleted)."""
+    draining: bool = False
+    """Annotated ``zeta.dev/drain: "true"``: no new requests, in-flight ones finish."""

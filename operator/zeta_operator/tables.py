@@ -1,0 +1,95 @@
+"""Building the routing table from a router's spec, its pods and their weights. Pure.
+
+Weights are rounded to ``precision`` decimals (a serving pod never rounds down to 0)
+and loads to what a reader can use, so jitter below that is no material change: the
+content hash (see :func:`zeta_api.content_hash`) then stays put and the ConfigMap is
+not rewritten.
+"""
+
+import ipaddress
+from collections.abc import Mapping
+
+from zeta_api import (
+    Endpoint,
+    EndpointLoad,
+    ModelEntry,
+    RoutingTable,
+    VirtualModelEntry,
+    ZetaRouterSpec,
+)
+from zeta_operator.snapshots import PodLoad, PodRecord
+from zeta_operator.weighting import Weights
+
+__all__ = ["address", "build_table"]
+
+
+def address(ip: str, port: int) -> str:
+    """``ip:port``, with IPv6 in brackets as the table requires."""
+    return f"[{ip}]:{port}" if ipaddress.ip_address(ip).version == 6 else f"{ip}:{port}"
+
+
+def _round(value: float, precision: int, *, positive: bool) -> float:
+    rounded = round(value, precision)
+    return max(rounded, 10.0**-precision) if positive and value > 0 else rounded
+
+
+def _load(load: PodLoad | None) -> EndpointLoad | None:
+    if load is None or (load.running is None and load.waiting is None and load.kv_cache is None):
+        return None
+    return EndpointLoad(
+        running=None if load.running is None else round(load.running, 1),
+        waiting=None if load.waiting is None else round(load.waiting, 1),
+        kv_cache=None if load.kv_cache is None else round(load.kv_cache, 2),
+    )
+
+
+def build_table(
+    *,
+    router: str,
+    spec: ZetaRouterSpec,
+    selection: Mapping[str, list[PodRecord]],
+    weights: Weights,
+    loads: Mapping[str, PodLoad],
+    revision: int,
+    generated_at: str,
+    precision: int,
+) -> RoutingTable:
+    """The table for ``router`` (``namespace/name``)."""
+    models: dict[str, ModelEntry] = {}
+    for model in spec.models:
+        pods = selection.get(model.name, [])
+        pod_weights = weights.pods.get(model.name, {})
+        endpoints = tuple(
+            Endpoint(
+                address=address(pod.ip or "", model.port),
+                pod=pod.name,
+                weight=0.0
+                if pod.draining
+                else _round(pod_weights.get(pod.name, 0.0), precision, positive=True),
+                capacity=model.capacity,
+                load=_load(loads.get(pod.name)),
+                draining=pod.draining,
+            )
+            for pod in pods
+        )
+        models[model.name] = ModelEntry(
+            served_model_name=model.served_model_name,
+            tier=model.tier,
+            weight=_round(weights.models.get(model.name, 0.0), precision, positive=True),
+            saturated=weights.saturated.get(model.name, False),
+            static=model.static or spec.policy.static,
+            endpoints=endpoints,
+        )
+    return RoutingTable(
+        router=router,
+        revision=revision,
+        generated_at=generated_at,
+        models=models,
+        virtual_models={
+            v.name: VirtualModelEntry(
+                strategy=v.strategy, candidates=v.candidates, spillover=v.spillover
+            )
+            for v in spec.virtual_models
+        },
+        balancing=spec.balancing,
+    )
