@@ -4,15 +4,16 @@ The ``complexity`` strategy of a virtual model maps the score onto its candidate
 tier: with ``n`` candidates, tier index ``min(n - 1, floor(score * n))``; a 0.5 score
 on three tiers picks the middle one. No model is consulted and nothing is learnt: it
 is a cheap, explainable heuristic an admin can reason about, summing four signals
-(each capped, weights summing to 1):
+(each capped, weights summing to 1). Cues weigh most: a short "prove this theorem"
+needs a bigger model more than a long "summarise this" does.
 
 ============== ====== =====================================================
 signal          weight saturates at
 ============== ====== =====================================================
-prompt length   0.35   8,000 characters (~2,000 tokens) of text
-depth           0.15   12 messages in the conversation
-cues            0.30   3 distinct cue families (code, math, reasoning)
-max_tokens      0.20   2,048 requested output tokens (none given: 0.25 of it)
+prompt length   0.20   8,000 characters (~2,000 tokens) of text
+depth           0.10   12 messages in the conversation
+cues            0.45   3 distinct cue families (code, math, reasoning)
+max_tokens      0.25   2,048 requested output tokens (none given: 0.25 of it)
 ============== ====== =====================================================
 
 Cues: code (a fenced block, ``def``, ``class``, ``function``, ``SELECT``, ``#include``),
@@ -87,10 +88,10 @@ def estimate(body: Mapping[str, object]) -> Estimate:
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         max_tokens = None
     score = (
-        0.35 * min(1.0, chars / _PROMPT_CHARS)
-        + 0.15 * min(1.0, (depth - 1) / _DEPTH)
-        + 0.30 * len(cues) / len(_CUES)
-        + 0.20 * (0.25 if max_tokens is None else min(1.0, max_tokens / _MAX_TOKENS))
+        0.20 * min(1.0, chars / _PROMPT_CHARS)
+        + 0.10 * min(1.0, (depth - 1) / _DEPTH)
+        + 0.45 * len(cues) / len(_CUES)
+        + 0.25 * (0.25 if max_tokens is None else min(1.0, max_tokens / _MAX_TOKENS))
     )
     return Estimate(min(1.0, score), chars, depth, cues, max_tokens)
 

@@ -4,11 +4,12 @@ Each picker sees the candidates as parallel sequences, index by index: effective
 (table weight, reduced during warm-up, 0 when ejected or excluded) and load (this
 replica's in-flight requests per unit of capacity).
 
-- :func:`weighted_p2c`: two draws by weight; the one with less load wins; a tie goes
-  to the first draw, so with equal loads the choice is exactly weighted random (the
-  shares match the table's weights). Local in-flight counts react within one request,
-  which the operator's weights, seconds old, cannot; two random draws instead of the
-  least-loaded pod keep many replicas from herding onto the same one.
+- :func:`weighted_p2c`: two draws by weight (the second among the other pods); the one
+  with less load wins; a tie goes to the first draw, so with equal loads the choice is
+  exactly weighted random (the shares match the table's weights). Local in-flight
+  counts react within one request, which the operator's weights, seconds old, cannot;
+  two random draws instead of the least-loaded pod keep many replicas from herding
+  onto the same one.
 - :func:`smooth_wrr`: nginx's smooth weighted round robin: deterministic and spread
   out (weights 5,1,1 give a a b a c a a, not a a a a a b c). Keeps its state in a
   list the caller owns.
@@ -61,12 +62,25 @@ def weighted_random(cum: Sequence[float], rand: Draw) -> int:
 
 
 def weighted_p2c(cum: Sequence[float], load: Callable[[int], float], rand: Draw) -> int:
-    """Two draws by weight; the lower ``load(i)`` wins, the first draw on a tie."""
+    """Two distinct pods drawn by weight; the lower ``load(i)`` wins, the first on a tie.
+
+    The second draw excludes the first pod, so a stalled pod is picked only when it
+    is drawn alongside a pod even more loaded: never merely because it was drawn twice.
+    """
     first = draw(cum, rand)
     if first < 0:
         return first
-    second = draw(cum, rand)
-    if second == first:
+    total = cum[-1]
+    low = cum[first - 1] if first else 0.0
+    width = cum[first] - low
+    rest = total - width
+    if rest <= 0:
+        return first
+    r = rand() * rest
+    if r >= low:
+        r += width
+    second = bisect_right(cum, r)
+    if second >= len(cum) or second == first:  # float rounding at an edge
         return first
     return second if load(second) < load(first) else first
 

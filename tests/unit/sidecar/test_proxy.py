@@ -1,0 +1,298 @@
+"""The proxy in-process against in-process sims: errors, shares, retries, cancellation."""
+
+import asyncio
+import json
+from collections import Counter
+
+import aiohttp
+import pytest
+
+from zeta_sidecar.proxy import rewrite_model
+from zeta_sidecar.testing import endpoint, table_json
+from zeta_testbed.sim.server import RunningSim
+
+from .conftest import SidecarFactory, SimFactory, chat, free_port, wait_for
+
+
+def addr(sim: RunningSim) -> str:
+    return f"{sim.host}:{sim.port}"
+
+
+async def error_of(resp: aiohttp.ClientResponse) -> dict[str, object]:
+    body = await resp.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert isinstance(error, dict)
+    assert {"message", "type", "code"} <= set(error)
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return error
+
+
+# --- the body rewrite -----------------------------------------------------------------
+
+
+def test_rewrite_splices_the_served_name_into_the_original_bytes() -> None:
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], "model" : "m7b", "n": 1}'
+    out = rewrite_model(raw, json.loads(raw), "m7b", "org/Real-7B", b'"org/Real-7B"')
+    assert (
+        out == b'{"messages": [{"role": "user", "content": "hi"}], "model":"org/Real-7B", "n": 1}'
+    )
+    assert rewrite_model(raw, json.loads(raw), "m7b", "m7b", b'"m7b"') is raw
+
+
+def test_rewrite_reserialises_when_splicing_is_ambiguous() -> None:
+    # A nested "model" key, and an escaped top-level one: splicing could hit the wrong one.
+    for raw in (
+        b'{"tools": [{"model": "m"}], "model": "m"}',
+        b'{"mod\\u0065l": "m", "x": {"model": "m"}}',
+    ):
+        out = json.loads(rewrite_model(raw, json.loads(raw), "m", "served", b'"served"'))
+        assert out["model"] == "served"
+        assert "served" not in json.dumps({k: v for k, v in out.items() if k != "model"})
+
+
+# --- every error case: status and OpenAI-style body ------------------------------------
+
+
+async def test_every_error_case_has_its_status_and_body(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim()
+    hang = await make_sim()
+    hang.state.set_faults(hang.state.faults.patched({"hang": True}))
+    dead = f"127.0.0.1:{free_port()}"
+    table = table_json(
+        {
+            "ok": [endpoint(addr(sim))],
+            "full": [endpoint(f"127.0.0.9:{sim.port}", load={"running": 32, "waiting": 20})],
+            "gone": [endpoint(dead)],
+            "slow": [endpoint(addr(hang))],
+            "empty": [],
+        },
+        served={"ok": "sim-7b", "gone": "sim-7b", "slow": "sim-7b"},
+        balancing={"timeouts": {"firstByte": "200ms"}},
+    )
+    sidecar = await make_sidecar(table, max_body_bytes=4096)
+    url = f"{sidecar.url}/v1/chat/completions"
+
+    async def check(status: int, code: str, **kw: object) -> aiohttp.ClientResponse:
+        async with http.post(url, **kw) as resp:  # type: ignore[arg-type]
+            assert resp.status == status
+            assert (await error_of(resp))["code"] == code
+            return resp
+
+    await check(400, "invalid_request", data=b"{not json")
+    await check(400, "invalid_request", json=[1, 2])
+    await check(404, "model_not_found", json={"messages": []})
+    await check(404, "model_not_found", json=chat("nope"))
+    await check(413, "request_too_large", data=b"x" * 5000)
+    resp = await check(429, "no_capacity", json=chat("full"))
+    assert resp.headers["Retry-After"] == "1"
+    await check(503, "no_healthy_upstream", json=chat("empty"))
+    await check(502, "upstream_failed", json=chat("gone"))
+    await check(504, "upstream_timeout", json=chat("slow"))
+    hang.state.set_faults(hang.state.faults.patched({"hang": False}))
+    async with http.post(url, json=chat("ok")) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["model"] == "sim-7b"
+
+
+async def test_no_table_yet_is_503_and_not_ready(
+    make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await make_sidecar(None)
+    async with http.post(f"{sidecar.url}/v1/chat/completions", json=chat("m")) as resp:
+        assert resp.status == 503
+        assert (await error_of(resp))["code"] == "no_healthy_upstream"
+    async with http.get(f"{sidecar.url}/v1/models") as resp:
+        assert resp.status == 503
+    async with http.get(f"{sidecar.admin_url}/readyz") as resp:
+        assert resp.status == 503
+    async with http.get(f"{sidecar.admin_url}/healthz") as resp:
+        assert resp.status == 200
+
+
+# --- shares and P2C --------------------------------------------------------------------
+
+
+async def test_share_per_pod_matches_the_weights(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    sims = [await make_sim() for _ in range(3)]
+    weights = [1.0, 2.0, 1.0]
+    # Capacity in proportion to weight: equal load per capacity under concurrency.
+    eps = [
+        endpoint(addr(s), weight=w, capacity=int(8 * w)) for s, w in zip(sims, weights, strict=True)
+    ]
+    sidecar = await make_sidecar(table_json({"sim-7b": eps}))
+    total, workers = 3000, 4
+
+    async def worker() -> None:
+        for _ in range(total // workers):
+            async with http.post(
+                f"{sidecar.url}/v1/completions",
+                json={"model": "sim-7b", "prompt": "a", "max_tokens": 1},
+            ) as resp:
+                assert resp.status == 200
+                await resp.read()
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    counts = [s.state.metrics.requests.total for s in sims]
+    assert sum(counts) == total
+    assert [c / total for c in counts] == pytest.approx([0.25, 0.5, 0.25], abs=0.03)
+
+
+async def test_p2c_sends_a_stalled_pod_almost_nothing(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    good, stalled = await make_sim(), await make_sim()
+    stalled.state.set_faults(stalled.state.faults.patched({"hang": True}))
+    sidecar = await make_sidecar(
+        table_json({"sim-7b": [endpoint(addr(good)), endpoint(addr(stalled))]})
+    )
+    total, workers = 400, 8
+    done: Counter[int] = Counter()
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued
+        while issued < total:
+            issued += 1
+            async with http.post(f"{sidecar.url}/v1/chat/completions", json=chat("sim-7b")) as resp:
+                done[resp.status] += 1
+                await resp.read()
+
+    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+    # Done when every request has an answer or hangs on the stalled pod.
+    await wait_for(
+        lambda: sum(done.values()) + stalled.state.metrics.requests.hung == total,
+        within=15,
+        what="traffic",
+    )
+    stalled_count = stalled.state.metrics.requests.total
+    stalled.state.set_faults(stalled.state.faults.patched({"hang": False}))
+    await asyncio.gather(*tasks)
+    # It takes requests only while it holds fewer than the good pod: at most a handful.
+    assert stalled_count <= workers // 2 + 1
+    assert done == {200: total}
+
+
+# --- retries, ejection, probing back ----------------------------------------------------
+
+
+async def test_failures_are_retried_ejected_and_probed_back(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    good = await make_sim()
+    port = free_port()
+    table = table_json(
+        {"sim-7b": [endpoint(addr(good)), endpoint(f"127.0.0.1:{port}")]},
+        balancing={"outlier": {"consecutiveFailures": 2, "baseEjection": "300ms"}},
+    )
+    sidecar = await make_sidecar(table)
+    gw = sidecar.gateway
+    dead = next(p for p in gw.store.pods() if p.address.endswith(f":{port}"))
+    for _ in range(40):
+        async with http.post(f"{sidecar.url}/v1/chat/completions", json=chat("sim-7b")) as resp:
+            assert resp.status == 200
+    assert not dead.health.serving  # ejected after two connect errors
+    metrics = gw.metrics.registry
+    assert metrics.get_sample_value("zeta_retries_total", {"model": "sim-7b"}) == 2
+    assert (
+        metrics.get_sample_value("zeta_ejections_total", {"model": "sim-7b", "pod": dead.name}) == 1
+    )
+    # The pod comes back; the prober readmits it after the (growing) ejection time.
+    revived = await make_sim(port=port)
+    await wait_for(lambda: dead.health.serving, within=5, what="probe back")
+    for _ in range(40):
+        async with http.post(f"{sidecar.url}/v1/chat/completions", json=chat("sim-7b")) as resp:
+            assert resp.status == 200
+    assert revived.state.metrics.requests.total > 5
+
+
+async def test_503_is_retried_on_another_pod(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    good, closing = await make_sim(), await make_sim()
+    closing.state.closing = True  # a sim shutting down answers 503
+    sidecar = await make_sidecar(
+        table_json({"sim-7b": [endpoint(addr(good)), endpoint(addr(closing))]})
+    )
+    for _ in range(20):
+        async with http.post(f"{sidecar.url}/v1/chat/completions", json=chat("sim-7b")) as resp:
+            assert resp.status == 200
+    assert closing.state.metrics.requests.total == 0 or good.state.metrics.requests.total == 20
+
+
+# --- streams: cut mid-way, client gone ---------------------------------------------------
+
+
+async def test_a_stream_gone_silent_ends_with_an_error_event(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim()
+    sidecar = await make_sidecar(
+        table_json({"sim-7b": [endpoint(addr(sim))]}, balancing={"timeouts": {"idle": "200ms"}})
+    )
+    async with http.post(
+        f"{sidecar.url}/v1/chat/completions", json=chat("sim-7b", max_tokens=5000, stream=True)
+    ) as resp:
+        assert resp.status == 200
+        first = await resp.content.readline()
+        assert first.startswith(b"data: ")
+        sim.state.set_faults(sim.state.faults.patched({"slowdown": 1e6}))
+        rest = await resp.read()
+    last = rest.strip().split(b"\n\n")[-1]
+    assert last.startswith(b"data: ")
+    assert json.loads(last[6:])["error"]["code"] == "upstream_timeout"
+
+
+async def test_client_disconnect_cancels_the_upstream_request(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim(time_scale=50.0)
+    sidecar = await make_sidecar(table_json({"sim-7b": [endpoint(addr(sim))]}))
+    url = f"{sidecar.url}/v1/chat/completions"
+    resp = await http.post(url, json=chat("sim-7b", max_tokens=5000, stream=True))
+    assert (await resp.content.readline()).startswith(b"data: ")
+    resp.close()  # the client goes away mid-stream
+    await wait_for(lambda: sim.state.metrics.requests.cancelled == 1, what="stream cancelled")
+    # Without streaming the answer comes only at the end: the client leaves while waiting.
+    waiting = asyncio.create_task(http.post(url, json=chat("sim-7b", max_tokens=5000)))
+    await wait_for(lambda: sim.state.engine.stats().running == 1, what="generation")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await wait_for(lambda: sim.state.metrics.requests.cancelled == 2, what="cancelled upstream")
+    await wait_for(
+        lambda: all(p.inflight == 0 for p in sidecar.gateway.store.pods()), what="in-flight 0"
+    )
+
+
+# --- admin --------------------------------------------------------------------------------
+
+
+async def test_admin_endpoints(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim()
+    sidecar = await make_sidecar(table_json({"sim-7b": [endpoint(addr(sim))]}, revision=7))
+    async with http.post(
+        f"{sidecar.url}/v1/embeddings", json={"model": "sim-7b", "input": "x"}
+    ) as resp:
+        assert resp.status == 404  # the sim serves no embeddings: its own answer passes through
+    async with http.get(f"{sidecar.admin_url}/table") as resp:
+        body = await resp.json()
+        assert (body["revision"], body["table"]["revision"]) == (7, 7)
+    async with http.get(f"{sidecar.admin_url}/readyz") as resp:
+        assert resp.status == 200
+    async with http.get(f"{sidecar.admin_url}/metrics") as resp:
+        text = await resp.text()
+    for name in (
+        "zeta_requests_total",
+        "zeta_table_revision 7.0",
+        "zeta_inflight_requests",
+        "zeta_table_reloads_total",
+    ):
+        assert name in text

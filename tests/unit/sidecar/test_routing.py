@@ -1,0 +1,119 @@
+"""Model resolution, spillover by reported load, shedding (429) and 503."""
+
+import random
+
+import pytest
+
+from zeta_api import Spillover
+from zeta_sidecar.errors import ModelNotFound, NoCapacity, NoHealthyPod
+from zeta_sidecar.resilience import HealthState
+from zeta_sidecar.routing import Router, spill_order
+from zeta_sidecar.tables import Snapshot, TableStore
+from zeta_sidecar.testing import endpoint, table_json
+
+BUSY = {"running": 32, "waiting": 10}
+IDLE = {"running": 1, "waiting": 0}
+
+
+def snapshot(
+    loads: dict[str, dict[str, float] | None], spillover: str = "up", **kw: object
+) -> Snapshot:
+    models = {
+        name: [endpoint(f"127.0.0.{i + 1}:8000", load=load)]
+        for i, (name, load) in enumerate(loads.items())
+    }
+    virtual = {
+        "auto": {"strategy": "complexity", "candidates": list(loads), "spillover": spillover}
+    }
+    text = table_json(models, virtual=virtual, **kw)  # type: ignore[arg-type]
+    snap, _ = TableStore(max_bytes=1 << 20).load(text.encode(), 0.0)
+    return snap
+
+
+def router() -> Router:
+    return Router(rand=random.Random(0).random, headroom=0.25, retry_after=2)
+
+
+SIMPLE = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+HARD = {
+    "messages": [{"role": "user", "content": "prove it step by step ```def f()```"}],
+    "max_tokens": 2048,
+}
+
+
+@pytest.mark.parametrize(
+    ("spillover", "preferred", "count", "order"),
+    [
+        (Spillover.UP, 1, 3, [1, 2]),
+        (Spillover.DOWN, 1, 3, [1, 0]),
+        (Spillover.BOTH, 1, 4, [1, 2, 0, 3]),
+        (Spillover.NONE, 1, 3, [1]),
+    ],
+)
+def test_spill_order(spillover: Spillover, preferred: int, count: int, order: list[int]) -> None:
+    assert spill_order(preferred, count, spillover) == order
+
+
+def test_complexity_picks_the_tier_by_estimate() -> None:
+    snap = snapshot({"small": IDLE, "mid": IDLE, "big": IDLE})
+    assert router().resolve(snap, "auto", SIMPLE).name == "small"
+    assert router().resolve(snap, "auto", HARD).name == "big"
+
+
+def test_a_saturated_tier_spills_over_as_the_table_says() -> None:
+    up = snapshot({"small": BUSY, "mid": IDLE, "big": IDLE})
+    assert router().resolve(up, "auto", SIMPLE).name == "mid"
+    down = snapshot({"small": IDLE, "mid": IDLE, "big": BUSY}, spillover="down")
+    assert router().resolve(down, "auto", HARD).name == "mid"
+    marked = snapshot({"small": IDLE, "mid": IDLE}, saturated=["small"])
+    assert router().resolve(marked, "auto", SIMPLE).name == "mid"
+
+
+def test_all_saturated_or_no_spillover_is_a_429_with_retry_after() -> None:
+    snap = snapshot({"small": BUSY, "big": BUSY})
+    with pytest.raises(NoCapacity) as caught:
+        router().resolve(snap, "auto", SIMPLE)
+    assert caught.value.headers() == {"Retry-After": "2"}
+    with pytest.raises(NoCapacity):
+        router().resolve(snapshot({"small": BUSY, "big": IDLE}, spillover="none"), "auto", SIMPLE)
+    with pytest.raises(NoCapacity):
+        router().resolve(snap, "small", SIMPLE)
+
+
+def test_local_counts_add_to_reported_load_but_never_saturate_alone() -> None:
+    snap = snapshot({"small": {"running": 30, "waiting": 0}, "big": None})
+    r = router()
+    small, big = snap.pools["small"].pods[0], snap.pools["big"].pods[0]
+    assert not r.pod_saturated(small)
+    small.inflight = 10  # sent since the report: 30 + 10 >= 32 * 1.25
+    assert r.pod_saturated(small)
+    assert r.resolve(snap, "auto", SIMPLE).name == "big"
+    big.inflight = 1000  # load unknown: this replica's share alone proves nothing
+    assert not r.pod_saturated(big)
+
+
+def test_weighted_virtual_model_splits_by_model_weight() -> None:
+    text = table_json(
+        {"a": [endpoint("127.0.0.1:1")], "b": [endpoint("127.0.0.2:1")]},
+        model_weights={"a": 9, "b": 1},
+        virtual={"split": {"strategy": "weighted", "candidates": ["a", "b"]}},
+    )
+    snap, _ = TableStore(max_bytes=1 << 20).load(text.encode(), 0.0)
+    r = router()
+    names = [r.resolve(snap, "split", {}).name for _ in range(5000)]
+    assert names.count("a") / 5000 == pytest.approx(0.9, abs=0.02)
+    snap.pools["a"].pods[0].health.state = HealthState.EJECTED
+    assert {r.resolve(snap, "split", {}).name for _ in range(100)} == {"b"}
+
+
+def test_unknown_missing_and_podless_models() -> None:
+    snap = snapshot({"small": IDLE})
+    with pytest.raises(ModelNotFound):
+        router().resolve(snap, "nope", {})
+    with pytest.raises(ModelNotFound):
+        router().resolve(snap, None, {})
+    snap.pools["small"].pods[0].health.state = HealthState.EJECTED
+    with pytest.raises(NoHealthyPod):
+        router().resolve(snap, "small", {})
+    with pytest.raises(NoHealthyPod):
+        router().resolve(snap, "auto", SIMPLE)
