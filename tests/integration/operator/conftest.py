@@ -1,0 +1,178 @@
+"""Operator fixtures: the CRDs applied once, and ``zeta-operator`` run as a real
+subprocess against the testbed, watching the test's own namespace only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from zeta_testbed.testbed import Testbed
+
+ROOT = Path(__file__).resolve().parents[3]
+CRDS = [
+    ROOT / "manifests/crds/zetarouters.zeta.dev.yaml",
+    ROOT / "manifests/crds/kopf-peerings.yaml",
+]
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = probe()
+        except (ApiException, KeyError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not within {timeout} s (last seen: {last!r})")
+        time.sleep(every)
+
+
+@pytest.fixture(scope="session")
+def crds(testbed: Testbed) -> None:
+    kubectl = testbed.env()["ZETA_KUBECTL"]
+    env = {**os.environ, **testbed.env()}
+    for crd in CRDS:
+        subprocess.run([kubectl, "apply", "-f", str(crd)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [kubectl, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def custom(testbed: Testbed, crds: None) -> Iterator[k8s.CustomObjectsApi]:
+    with testbed.api_client() as api:
+        yield k8s.CustomObjectsApi(api)
+
+
+class OperatorProcess:
+    """One ``zeta-operator`` subprocess; stopped by its own handle, never by name."""
+
+    def __init__(self, testbed: Testbed, log: Path, *args: str) -> None:
+        env = {**os.environ, **testbed.env()}
+        self.log = log
+        self._out = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zeta_operator", *args],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """As a crash would: no goodbye to the peers."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._out.close()
+
+
+@pytest.fixture
+def start_operator(
+    testbed: Testbed, crds: None, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    started: list[OperatorProcess] = []
+
+    def start(*extra: str) -> OperatorProcess:
+        log = tmp_path / f"operator-{len(started)}.log"
+        op = OperatorProcess(testbed, log, "--namespace", namespace, "--rate-window", "10s", *extra)
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return start_operator()
+
+
+def router(
+    name: str,
+    prometheus: str,
+    models: list[dict[str, Any]],
+    *,
+    interval: str = "2s",
+    stale_after: str = "60s",
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "zeta.dev/v1alpha1",
+        "kind": "ZetaRouter",
+        "metadata": {"name": name},
+        "spec": {
+            "models": models,
+            "prometheus": {"url": prometheus, "timeout": "1s"},
+            "policy": {"interval": interval, "staleAfter": stale_after, **spec.pop("policy", {})},
+            "routingTable": {"configMapName": f"{name}-routing"},
+            **spec,
+        },
+    }
+
+
+def model(name: str, size: str, tier: int, **fields: Any) -> dict[str, Any]:
+    capacity = {"4b": 48, "7b": 32, "14b": 16}[size]
+    return {
+        "name": name,
+        "tier": tier,
+        "capacity": capacity,
+        "selector": {"matchLabels": {"app": "vllm", "model": size, **fields.pop("labels", {})}},
+        **fields,
+    }
+
+
+def read_table(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        cm = core.read_namespaced_config_map(f"{name}-routing", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    table: dict[str, Any] = json.loads((cm.data or {})["routing.json"])
+    return table
+
+
+def status(custom: k8s.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    obj = custom.get_namespaced_custom_object(
+        "zeta.dev", "v1alpha1", namespace, "zetarouters", name
+    )
+    result: dict[str, Any] = obj.get("status") or {}
+    return result
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions", []) if c["type"] == type_), {})
+
+
+def pod_weights(table: dict[str, Any] | None, model_name: str) -> dict[str, float]:
+    if not table:
+        return {}
+    return {e["pod"]: e["weight"] for e in table["models"][model_name]["endpoints"]}
