@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
     parser.add_argument(
         "--drain-grace", type=float, default=30.0, help="seconds in-flight requests get"
     )
+    parser.add_argument(
+        "--file-poll-interval", type=float, default=0.1, help="seconds between table file checks"
+    )
+    parser.add_argument(
+        "--probe-interval", type=float, default=0.1, help="seconds between ejected-pod checks"
+    )
     parser.add_argument("--seed", type=int, default=None, help="picker seed (tests)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     args = parser.parse_args(argv)
@@ -69,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
             drain_delay=args.drain_delay,
             drain_grace=args.drain_grace,
             seed=args.seed,
+            file_poll_interval=args.file_poll_interval,
+            probe_interval=args.probe_interval,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +86,8 @@ class ApiConnection:
 
     server: str
     ssl: ssl.SSLContext | bool
-    token: Callable[[], str | None]
-    """The ``Authorization`` header value, read again at each (re)connection."""
+    headers: Callable[[], dict[str, str]]
+    """Authentication headers, built again at each (re)connection."""
 
 
 def load_connection(kubeconfig: Path | None) -> ApiConnection:
@@ -111,12 +111,18 @@ def load_connection(kubeconfig: Path | None) -> ApiConnection:
         if cfg.cert_file:
             context.load_cert_chain(cfg.cert_file, cfg.key_file)
 
-    def token() -> str | None:
-        # Calls the loader's refresh hook: in-cluster tokens are re-read as they rotate.
-        value = cfg.get_api_key_with_prefix("authorization")
-        return str(value) if value else None
+    def headers() -> dict[str, str]:
+        # auth_settings() calls the loader's refresh hook: in-cluster tokens are re-read
+        # as they rotate. The settings' names differ between client versions; the
+        # header they describe does not.
+        settings: Mapping[str, object] = cfg.auth_settings()
+        return {
+            str(auth["key"]): str(auth["value"])
+            for auth in settings.values()
+            if isinstance(auth, dict) and auth.get("in") == "header" and auth.get("value")
+        }
 
-    return ApiConnection(cfg.host.rstrip("/"), context, token)
+    return ApiConnection(cfg.host.rstrip("/"), context, headers)
 
 
 class _Gone(Exception):
@@ -133,8 +139,7 @@ async def watch_configmap(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         version: str | None = None
         while True:
-            token = conn.token()
-            headers = {"Authorization": token} if token else {}
+            headers = conn.headers()
             try:
                 if version is None:
                     version = await _get(
