@@ -1,83 +1,257 @@
-"""``make demo``: what exists today, end to end on one machine.
+"""``make demo``: the whole product on one machine, driven by real clients.
 
-Brings up the testbed (a real control plane, Prometheus and simulated 4B/7B/14B model
-pods), sends a little OpenAI-style traffic straight to the pods, shows what
-Prometheus saw, and prints where to look next. The operator and the sidecar join
-the demo when their issues land; until then traffic goes to the pods directly.
+1. The testbed: a real control plane, Prometheus and simulated model pods
+   (4B x2, 7B x2, 14B x1).
+2. ``kubectl apply`` of the CRD and a ``ZetaRouter`` (``manifests/samples``).
+3. ``zeta-operator`` watches it, reads the pods' load from Prometheus and publishes
+   the routing table; ``zeta-sidecar`` watches that ConfigMap and serves the
+   OpenAI API on 127.0.0.1.
+4. The ``openai`` SDK sends traffic through the sidecar: the ``auto`` virtual model
+   sends easy prompts to the small model and hard ones to the big one; then one 7B
+   pod is slowed down under load, and its weight in the table falls while the
+   sidecar's own in-flight counts already steer new requests away from it.
+
+Everything keeps running afterwards so you can look around; ``make demo-down`` stops it.
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from openai import OpenAI
 
 from zeta_testbed import processes
-from zeta_testbed.testbed import PodInfo, Testbed
+from zeta_testbed.testbed import Testbed, TestbedError, free_ports
 
 STATE_DIR = Path(".testbed/demo")
 PODS = {"4b": 2, "7b": 2, "14b": 1}
-REQUESTS_PER_POD = 8
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"
+SAMPLE = ROOT / "manifests/samples/zetarouter-testbed.yaml"
+INTERVAL = "2s"
+"""Short, so the demo shows weights move within seconds (the sample says 5s)."""
+
+TIME_SCALE = 20.0
+"""The simulated models run 20x faster than real time, so a 2,048-token answer of the
+14B model takes seconds, not a minute."""
+
+EASY = "Say hello."
+EXAMPLES = (
+    ("easy", EASY, 16),
+    ("medium", "Write a Python function that solves a quadratic equation.", 512),
+    (
+        "hard",
+        "Prove that there are infinitely many primes, then write a sieve in Python and "
+        "analyse its complexity step by step.\n```python\ndef primes(n): ...\n```",
+        2048,
+    ),
+)
+"""(label, prompt, max_tokens): code/math/reasoning cues and a long answer make it harder
+(see zeta_sidecar.complexity)."""
 
 
-def _chat(pod: PodInfo) -> float:
-    body = {
-        "model": f"sim-{pod.size}",
-        "messages": [{"role": "user", "content": "Explain continuous batching briefly."}],
-        "max_tokens": 32,
-    }
-    request = urllib.request.Request(
-        f"{pod.url}/v1/chat/completions",
-        json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _kubectl(testbed: Testbed, *args: str, stdin: str | None = None) -> str:
+    env = testbed.env()
+    done = subprocess.run(
+        [env["ZETA_KUBECTL"], *args],
+        input=stdin,
+        env={**env, "HOME": str(testbed.state_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if done.returncode != 0:
+        raise TestbedError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _wait(what: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise TestbedError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _routing_table(core: k8s.CoreV1Api, namespace: str) -> dict[str, Any] | None:
+    try:
+        config_map = core.read_namespaced_config_map("chat-routing", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    text = (config_map.data or {}).get("routing.json")
+    return json.loads(text) if text else None
+
+
+def _start(testbed: Testbed) -> tuple[int, int]:
+    """CRD, ZetaRouter, operator and sidecar; returns the sidecar's (port, admin port)."""
+    namespace = testbed.namespace
+    _kubectl(testbed, "apply", "-f", str(CRD))
+    _kubectl(testbed, "wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
+    router = yaml.safe_load(SAMPLE.read_text())
+    router["spec"]["prometheus"]["url"] = testbed.prometheus_url
+    router["spec"]["policy"]["interval"] = INTERVAL
+    _kubectl(testbed, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(router))
+    _say(f"  kubectl apply: CRD zetarouters.zeta.dev and ZetaRouter {namespace}/chat")
+
+    testbed.run("zeta-operator", [_bin("zeta-operator"), "--namespace", namespace, "--standalone"])
+    with testbed.api_client() as api:
+        core = k8s.CoreV1Api(api)
+        table = _wait("the routing table", lambda: _routing_table(core, namespace), timeout=90)
+    pods = sum(len(m["endpoints"]) for m in table["models"].values())
+    revision = table["revision"]
+    _say(f"  zeta-operator published ConfigMap chat-routing: {pods} pods, revision {revision}")
+
+    port, admin = free_ports(2)
+    testbed.run(
+        "zeta-sidecar",
+        [
+            _bin("zeta-sidecar"),
+            "--configmap",
+            f"{namespace}/chat-routing",
+            "--kubeconfig",
+            str(testbed.kubeconfig),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin),
+        ],
+    )
+    _wait(
+        "the sidecar to be ready",
+        lambda: processes.http_ok(f"http://127.0.0.1:{admin}/readyz"),
+        timeout=60,
+    )
+    _say(f"  zeta-sidecar serves the OpenAI API on http://127.0.0.1:{port}/v1")
+    return port, admin
+
+
+def _tiers(client: OpenAI) -> None:
+    _say('\nThe "auto" virtual model picks the tier by how hard the request looks:')
+    for label, prompt, max_tokens in EXAMPLES:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            served = collections.Counter(
+                pool.map(_ask, [client] * 4, [prompt] * 4, [max_tokens] * 4)
+            )
+        _say(f"  {label:6} -> " + ", ".join(f"{m} x{n}" for m, n in served.items()))
+
+
+def _ask(client: OpenAI, prompt: str, max_tokens: int) -> str:
+    reply = client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens
+    )
+    return reply.model
+
+
+def _slow_pod_under_load(testbed: Testbed, client: OpenAI, admin: int) -> None:
+    seven_b = [p for p in testbed.pods(testbed.namespace) if p.size == "7b"]
+    slow = seven_b[0]
+    _say(f"\nSteady load on sim-7b; after 4 s, pod {slow.name} becomes 4x slower:")
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            client.chat.completions.create(
+                model="sim-7b", messages=[{"role": "user", "content": EASY}], max_tokens=16
+            )
+
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for worker in workers:
+        worker.start()
     started = time.monotonic()
-    with urllib.request.urlopen(request, timeout=60) as response:
-        json.load(response)
-    return time.monotonic() - started
+    faulted = False
+    with testbed.api_client() as api:
+        core = k8s.CoreV1Api(api)
+        try:
+            while time.monotonic() - started < 24:
+                if not faulted and time.monotonic() - started > 4:
+                    _post(f"{slow.url}/admin/faults", {"slowdown": 4})
+                    faulted = True
+                table = _routing_table(core, testbed.namespace) or {"models": {}}
+                endpoints = table["models"].get("sim-7b", {}).get("endpoints", [])
+                weights = {e["pod"]: e["weight"] for e in endpoints}
+                shown = "  ".join(
+                    f"{p.name}{'*' if p is slow and faulted else ' '} {weights.get(p.name, 0):.2f}"
+                    for p in seven_b
+                )
+                elapsed = time.monotonic() - started
+                _say(f"  t={elapsed:4.0f}s  rev {table.get('revision', '?'):>3}  {shown}")
+                time.sleep(2)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(timeout=30)
+            request = urllib.request.Request(f"{slow.url}/admin/faults", method="DELETE")
+            urllib.request.urlopen(request, timeout=5).close()
+    _say("  (* = slowed) The weight is the operator's slow signal; the sidecar's per-pod")
+    _say("  request counts below show its fast one, in-flight requests per capacity:")
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    counts: collections.Counter[str] = collections.Counter()
+    for line in metrics.splitlines():
+        if line.startswith("zeta_requests_total{") and 'chosen_model="sim-7b"' in line:
+            pod = line.split('pod="', 1)[1].split('"', 1)[0]
+            counts[pod] += int(float(line.rsplit(" ", 1)[1]))
+    for pod in seven_b:
+        _say(f"    {pod.name}{'*' if pod is slow else ' '} {counts.get(pod.name, 0):5} requests")
+
+
+def _post(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(request, timeout=5).close()
 
 
 def main() -> int:
     testbed = Testbed(STATE_DIR)
-    running = testbed.exists() and all(
-        processes.is_running(record) for record in testbed.state().processes.values()
-    )
-    if running:
-        print(f"Reusing the demo testbed in {STATE_DIR}")
-    else:
-        print("Starting the testbed: etcd, kube-apiserver, kube-controller-manager, Prometheus,")
-        print("and simulated model pods 4b x2, 7b x2, 14b x1 ...", flush=True)
-        started = time.monotonic()
-        testbed.up(PODS)
-        print(f"Up in {time.monotonic() - started:.1f} s.")
-
-    pods = testbed.pods(testbed.namespace)
-    print(f"\nSending {REQUESTS_PER_POD} chat completions to each of {len(pods)} pods ...")
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        latencies = list(pool.map(_chat, [pod for pod in pods for _ in range(REQUESTS_PER_POD)]))
-    for index, pod in enumerate(pods):
-        mine = sorted(latencies[index * REQUESTS_PER_POD : (index + 1) * REQUESTS_PER_POD])
-        print(f"  {pod.name:20} {pod.address:16} median {mine[len(mine) // 2] * 1000:6.0f} ms")
-
-    time.sleep(2)  # one scrape interval and a little more
-    print("\nPrometheus sees (sum by model of vllm:generation_tokens_total):")
-    for series in testbed.query("sum by (model) (vllm:generation_tokens_total)"):
-        print(f"  {series['metric'].get('model', '?'):4} {float(series['value'][1]):8.0f} tokens")
-
-    print(
+    if testbed.exists():
+        _say(f"Stopping the previous demo in {STATE_DIR} ...")
+        testbed.down()
+    _say("Starting the testbed: etcd, kube-apiserver, kube-controller-manager, Prometheus,")
+    _say("and simulated model pods 4b x2, 7b x2, 14b x1 ...")
+    started = time.monotonic()
+    testbed.up(PODS, time_scale=TIME_SCALE)
+    _say(f"  up in {time.monotonic() - started:.1f} s")
+    port, admin = _start(testbed)
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="not-needed")
+    _tiers(client)
+    _slow_pod_under_load(testbed, client, admin)
+    _say(
         f"""
-Where to look:
+Everything still runs. Where to look:
   source {testbed.env_file}
-  kubectl get pods -n $ZETA_NAMESPACE -o wide
-  curl -s "$PROMETHEUS_URL/api/v1/query?query=vllm:num_requests_running" | python3 -m json.tool
-  curl -s http://{pods[0].address}/metrics | grep '^vllm:'
-  curl -s -XPOST http://{pods[0].address}/admin/faults -d '{{"slowdown": 4}}'   # make a pod slow
-
-The operator and the sidecar are not built yet: this demo shows the testbed they will
-run on. Stop it with `make demo-down`."""
+  kubectl get zr -n $ZETA_NAMESPACE                 # ready, models, pods, revision, fallback
+  kubectl get cm chat-routing -n $ZETA_NAMESPACE -o jsonpath='{{.data.routing\\.json}}'
+  curl -s http://127.0.0.1:{admin}/table            # the table the sidecar uses
+  curl -s http://127.0.0.1:{admin}/metrics | grep ^zeta_
+  curl -s http://127.0.0.1:{port}/v1/models
+Stop it all with `make demo-down`."""
     )
     return 0
 

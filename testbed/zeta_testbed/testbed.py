@@ -199,7 +199,7 @@ class Testbed:
         logs = self.state_dir / "logs"
         keys = pki.create(self.state_dir / "pki", dt.datetime.now(dt.UTC))
         token_file, token = controlplane.write_token_file(self.state_dir / "pki")
-        ports = Ports(*_free_ports(5))
+        ports = Ports(*free_ports(5))
         state = State(namespace, backend, time_scale, ports, token)
         self._save(state)
         try:
@@ -465,7 +465,7 @@ class Testbed:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     # Hold all sockets open until every port is known, so no two are the same.
     sockets = []
     try:
