@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
 
 from aiohttp import web
@@ -119,5 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     settings, level = parse_args(argv)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(settings))
+        _run(_main(settings))
     return 0
+
+
+def _run(main: Coroutine[None, None, None]) -> None:
+    """Run on uvloop when it is installed: a faster event loop for the same code.
+
+    Optional, imported lazily: without it the standard loop serves (more slowly).
+    """
+    try:
+        import uvloop  # noqa: PLC0415  # an optional dependency
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

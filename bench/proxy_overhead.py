@@ -1,0 +1,606 @@
+"""Proxy overhead: zeta-sidecar against direct, nginx and the Rust vllm-router.
+
+What it measures, in one run, against the same backends and the same load generator:
+
+- added latency p50/p99: ``wrk -c1`` (one keep-alive connection, one request at a
+  time) through each proxy, minus the same figures direct to a backend;
+- requests per second per core: ``wrk -c32`` through each proxy, the proxy pinned to
+  one core (``taskset``), wrk and the backends on the other;
+- streaming time to first byte with keep-alive: one reused connection, sequential
+  SSE requests, time from sending to the first body chunk, proxy minus direct.
+
+Backends are deliberately trivial so the proxy is what is measured: two nginx server
+blocks answering a fixed chat-completion JSON (plain), and a minimal aiohttp SSE server
+that sends its first event at once (streaming). zeta-sidecar runs its full routing path
+(table lookup, body parse, model rewrite, weighted P2C, retry budget, metrics).
+
+Installs what it lacks (``apt-get install wrk nginx``; ``vllm-router`` from PyPI into
+``~/.cache/zeta-router/peers/vllm-router``, never the project venv). Bounded: about a
+minute and a half. Loopback only. Writes a markdown table to stdout and
+``bench/results/proxy_overhead.md``.
+
+Usage: ``python bench/proxy_overhead.py [--seconds 5] [--connections 32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "proxy_overhead.md"
+PEERS = Path.home() / ".cache" / "zeta-router" / "peers"
+VLLM_ROUTER_VENV = PEERS / "vllm-router"
+PROXY_CPU = "1"
+LOAD_CPU = "0"
+
+CHAT_BODY = json.dumps(
+    {
+        "model": "bench",
+        "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+        "max_tokens": 8,
+    }
+)
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "bench-served",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello there."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11},
+    }
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log(message: str) -> None:
+    print(f"[proxy_overhead] {message}", file=sys.stderr, flush=True)
+
+
+# --- installing what is missing ------------------------------------------------------------
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("wrk", "nginx", "taskset") if shutil.which(tool) is None]
+    if missing:
+        log(f"installing {missing} with apt-get")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=300)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk", "nginx", "util-linux"],
+            check=True,
+            timeout=600,
+        )
+    router = VLLM_ROUTER_VENV / "bin" / "vllm-router"
+    if not router.exists():
+        log(f"installing vllm-router into {VLLM_ROUTER_VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(VLLM_ROUTER_VENV)], check=True)
+        subprocess.run(
+            [str(VLLM_ROUTER_VENV / "bin" / "pip"), "install", "-q", "vllm-router"],
+            check=True,
+            timeout=900,
+        )
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+class Processes:
+    """Every process this benchmark starts; stopped by PID at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[Started] = []
+
+    def start(
+        self, name: str, argv: list[str], cpu: str, env: dict[str, str] | None = None
+    ) -> Started:
+        log_path = self.workdir / f"{name}.log"
+        with log_path.open("wb") as out:
+            process = subprocess.Popen(
+                ["taskset", "-c", cpu, *argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        started = Started(name, process, log_path)
+        self.started.append(started)
+        return started
+
+    def stop(self, started: Started) -> None:
+        if started.process.poll() is None:
+            started.process.send_signal(signal.SIGTERM)
+            try:
+                started.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                started.process.kill()
+                started.process.wait()
+
+    def stop_all(self) -> None:
+        for started in reversed(self.started):
+            self.stop(started)
+
+
+def wait_http(url: str, started: Started, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if started.process.poll() is not None:
+            raise RuntimeError(f"{started.name} exited:\n{started.log.read_text()[-2000:]}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=1) as resp,
+        ):  # loopback
+            if resp.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{started.name} not ready at {url}:\n{started.log.read_text()[-2000:]}")
+
+
+# --- backends and proxies ------------------------------------------------------------------
+
+SSE_BACKEND = """
+import asyncio, json, sys
+from aiohttp import web
+
+EVENT = b'data: ' + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
+    "model": "bench-served", "choices": [{"index": 0, "delta": {"content": " hi"},
+    "finish_reason": None}]}).encode() + b'\\n\\n'
+
+async def chat(request):
+    await request.read()
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    await resp.write(EVENT)
+    for _ in range(3):
+        await asyncio.sleep(0.001)
+        await resp.write(EVENT)
+    await resp.write(b'data: [DONE]\\n\\n')
+    await resp.write_eof()
+    return resp
+
+async def health(request):
+    return web.Response(text="ok")
+
+app = web.Application()
+app.router.add_post("/v1/chat/completions", chat)
+app.router.add_get("/health", health)
+app.router.add_get("/v1/models", lambda r: web.json_response({"object": "list", "data": []}))
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+def nginx_conf(workdir: Path, servers: str) -> Path:
+    conf = workdir / f"nginx-{len(list(workdir.glob('nginx-*.conf')))}.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {conf.with_suffix(".pid")};
+error_log {conf.with_suffix(".err")} warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    keepalive_requests 1000000;
+    {servers}
+}}
+"""
+    )
+    return conf
+
+
+def backend_servers(ports: list[int]) -> str:
+    answer = ANSWER.replace("'", "\\'")
+    return "\n".join(
+        f"""server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type application/json; return 200 '{answer}'; }}
+    }}"""
+        for port in ports
+    )
+
+
+def proxy_server(port: int, upstreams: list[int]) -> str:
+    members = "\n".join(f"server 127.0.0.1:{p};" for p in upstreams)
+    return f"""upstream backends{port} {{ {members} keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backends{port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}"""
+
+
+def sidecar_table(plain: list[int], sse: list[int]) -> str:
+    def eps(ports: list[int]) -> list[dict[str, object]]:
+        return [
+            {"address": f"127.0.0.1:{p}", "pod": f"backend-{p}", "weight": 1.0, "capacity": 64}
+            for p in ports
+        ]
+
+    return json.dumps(
+        {
+            "apiVersion": "zeta.dev/v1alpha1",
+            "kind": "RoutingTable",
+            "router": "bench/router",
+            "revision": 1,
+            "generatedAt": "2026-01-01T00:00:00Z",
+            "models": {
+                "bench": {"servedModelName": "bench-served", "tier": 1, "weight": 1.0,
+                          "endpoints": eps(plain)},
+                "bench-sse": {"servedModelName": "bench-served", "tier": 1, "weight": 1.0,
+                              "endpoints": eps(sse)},
+            },
+        }
+    )  # fmt: skip
+
+
+# --- load generation -------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _seconds(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(f"cannot read wrk time {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+
+
+def wrk(url: str, script: Path, *, connections: int, seconds: int) -> WrkResult:
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+         "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _seconds(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _seconds(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*"):
+        m = re.search(pattern, out)
+        if m:
+            errors += sum(int(n) for n in re.findall(r"\d+", m.group(0)))
+    return WrkResult(rps, p50, p99, errors)
+
+
+async def _ttfb(url: str, model: str, count: int) -> list[float]:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}],
+                       "max_tokens": 4, "stream": True}).encode()  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    times: list[float] = []
+    connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection, reused
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for i in range(count + 20):
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.content.readany()
+                first = time.perf_counter() - start
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{url}: status {resp.status}")
+            if i >= 20:  # warm-up
+                times.append(first)
+    return times
+
+
+def ttfb(url: str, model: str, count: int = 400) -> tuple[float, float]:
+    times = sorted(asyncio.run(_ttfb(url, model, count)))
+    return statistics.median(times), times[int(0.99 * (len(times) - 1))]
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    latency: WrkResult
+    load: WrkResult
+    ttfb: tuple[float, float]
+
+
+def run(seconds: int, connections: int) -> str:  # one linear script
+    ensure_tools()
+    workdir = Path(tempfile.mkdtemp(prefix="zeta-proxy-bench-"))
+    procs = Processes(workdir)
+    plain_ports = [free_port(), free_port()]
+    sse_ports = [free_port(), free_port()]
+    ports = {name: free_port() for name in ("nginx", "sidecar", "admin", "vllm-router")}
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(CHAT_BODY)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    uvloop = "yes" if _has_uvloop() else "no"
+    try:
+        backend = procs.start(
+            "backend-nginx",
+            ["nginx", "-c", str(nginx_conf(workdir, backend_servers(plain_ports)))],
+            LOAD_CPU,
+        )
+        for port in sse_ports:
+            sse = procs.start(
+                f"backend-sse-{port}", [sys.executable, "-c", SSE_BACKEND, str(port)], LOAD_CPU
+            )
+            wait_http(f"http://127.0.0.1:{port}/health", sse)
+        wait_http(f"http://127.0.0.1:{plain_ports[0]}/health", backend)
+
+        nginx = procs.start(
+            "proxy-nginx",
+            [
+                "nginx",
+                "-c",
+                str(
+                    nginx_conf(
+                        workdir,
+                        proxy_server(ports["nginx"], plain_ports)
+                        + proxy_server(free_port(), sse_ports),
+                    )
+                ),
+            ],
+            PROXY_CPU,
+        )
+        # nginx for SSE on its own port: read it back from the config we just wrote.
+        nginx_sse_port = int(
+            re.findall(r"listen 127\.0\.0\.1:(\d+)", (workdir / "nginx-1.conf").read_text())[-1]
+        )
+        wait_http(f"http://127.0.0.1:{ports['nginx']}/health", nginx)
+
+        table = workdir / "routing.json"
+        table.write_text(sidecar_table(plain_ports, sse_ports))
+        sidecar_bin = Path(sys.executable).with_name("zeta-sidecar")
+        sidecar = procs.start(
+            "proxy-zeta-sidecar",
+            [
+                str(sidecar_bin),
+                "--table-file",
+                str(table),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["sidecar"]),
+                "--admin-port",
+                str(ports["admin"]),
+                "--log-level",
+                "WARNING",
+            ],
+            PROXY_CPU,
+        )
+        wait_http(f"http://127.0.0.1:{ports['admin']}/readyz", sidecar)
+
+        router_bin = VLLM_ROUTER_VENV / "bin" / "vllm-router"
+        router_note = ""
+        vr_sse_port = free_port()
+        vrouter = procs.start(
+            "proxy-vllm-router",
+            [
+                str(router_bin),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["vllm-router"]),
+                "--policy",
+                "round_robin",
+                "--worker-urls",
+                *(f"http://127.0.0.1:{p}" for p in plain_ports),
+                "--log-level",
+                "warning",
+                "--disable-retries",
+                "--disable-circuit-breaker",
+                "--prometheus-port",
+                str(free_port()),
+            ],
+            PROXY_CPU,
+        )
+        vrouter_sse = procs.start(
+            "proxy-vllm-router-sse",
+            [
+                str(router_bin),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(vr_sse_port),
+                "--policy",
+                "round_robin",
+                "--worker-urls",
+                *(f"http://127.0.0.1:{p}" for p in sse_ports),
+                "--log-level",
+                "warning",
+                "--disable-retries",
+                "--disable-circuit-breaker",
+                "--prometheus-port",
+                str(free_port()),
+            ],
+            PROXY_CPU,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{ports['vllm-router']}/health", vrouter, timeout=90)
+            wait_http(f"http://127.0.0.1:{vr_sse_port}/health", vrouter_sse, timeout=90)
+        except RuntimeError as exc:
+            router_note = f"vllm-router did not start: {str(exc)[-300:]}"
+            log(router_note)
+
+        targets = [
+            (
+                "direct (backend)",
+                f"http://127.0.0.1:{plain_ports[0]}/v1/chat/completions",
+                f"http://127.0.0.1:{sse_ports[0]}/v1/chat/completions",
+                "bench-served",
+            ),
+            (
+                "nginx",
+                f"http://127.0.0.1:{ports['nginx']}/v1/chat/completions",
+                f"http://127.0.0.1:{nginx_sse_port}/v1/chat/completions",
+                "bench-served",
+            ),
+            (
+                "zeta-sidecar",
+                f"http://127.0.0.1:{ports['sidecar']}/v1/chat/completions",
+                f"http://127.0.0.1:{ports['sidecar']}/v1/chat/completions",
+                "bench-sse",
+            ),
+        ]
+        if not router_note:
+            targets.append(
+                (
+                    "vllm-router (round_robin)",
+                    f"http://127.0.0.1:{ports['vllm-router']}/v1/chat/completions",
+                    f"http://127.0.0.1:{vr_sse_port}/v1/chat/completions",
+                    "bench-served",
+                )
+            )
+        rows: list[Row] = []
+        for name, url, sse_url, sse_model in targets:
+            log(f"measuring {name}")
+            wrk(url, script, connections=connections, seconds=1)  # warm-up: pools, caches
+            latency = wrk(url, script, connections=1, seconds=seconds)
+            load = wrk(url, script, connections=connections, seconds=seconds)
+            rows.append(Row(name, latency, load, ttfb(sse_url, sse_model)))
+    finally:
+        procs.stop_all()
+    return report(rows, seconds=seconds, connections=connections, uvloop=uvloop, note=router_note)
+
+
+def _has_uvloop() -> bool:
+    out = subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True, check=False)
+    return out.returncode == 0
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def report(rows: list[Row], *, seconds: int, connections: int, uvloop: str, note: str) -> str:
+    direct = rows[0]
+    by_name = {r.name: r for r in rows}
+    peer = next((r for r in rows if r.name.startswith("vllm-router")), None)
+    sidecar = by_name["zeta-sidecar"]
+    lines = [
+        "# Proxy overhead",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} "
+        f"cores; proxy pinned to CPU {PROXY_CPU}, wrk and backends to CPU {LOAD_CPU}. "
+        "Backends: nginx returning a fixed chat-completion JSON (plain) and a minimal aiohttp "
+        "SSE server (first event at once; streaming). wrk: 1 thread; latency with 1 "
+        f"connection, throughput with {connections} connections, {seconds} s each. "
+        "zeta-sidecar with its full routing path (parse, model rewrite, weighted P2C, retry "
+        f"budget, metrics); uvloop: {uvloop}.",
+        "",
+        _row("path", "added p50", "added p99", "req/s on 1 core", "streaming TTFB p50 (added)",
+             "TTFB p99 (added)", "errors"),
+        _row(*["---"] * 7),
+    ]  # fmt: skip
+    for r in rows:
+        errors = str(r.load.errors + r.latency.errors)
+        if r is direct:
+            lines.append(
+                _row(r.name, f"p50 {r.latency.p50 * 1e3:.3f} ms",
+                     f"p99 {r.latency.p99 * 1e3:.3f} ms",
+                     f"{r.load.rps:,.0f} (backend, not a proxy)", f"{r.ttfb[0] * 1e3:.3f} ms",
+                     f"{r.ttfb[1] * 1e3:.3f} ms", errors)
+            )  # fmt: skip
+            continue
+        lines.append(
+            _row(r.name, f"+{(r.latency.p50 - direct.latency.p50) * 1e3:.3f} ms",
+                 f"+{(r.latency.p99 - direct.latency.p99) * 1e3:.3f} ms", f"{r.load.rps:,.0f}",
+                 f"+{(r.ttfb[0] - direct.ttfb[0]) * 1e3:.3f} ms",
+                 f"+{(r.ttfb[1] - direct.ttfb[1]) * 1e3:.3f} ms", errors)
+        )  # fmt: skip
+    lines.append("")
+    if peer is not None:
+
+        def ratios(other: Row) -> str:
+            added = max(1e-6, sidecar.latency.p50 - direct.latency.p50)
+            other_added = max(1e-6, other.latency.p50 - direct.latency.p50)
+            ttfb = max(1e-6, sidecar.ttfb[0] - direct.ttfb[0])
+            other_ttfb = max(1e-6, other.ttfb[0] - direct.ttfb[0])
+            return _row(other.name, f"{sidecar.load.rps / other.load.rps:.2f}x",
+                        f"{added / other_added:.2f}x", f"{ttfb / other_ttfb:.2f}x")  # fmt: skip
+
+        lines += [
+            "Ratios (zeta-sidecar / peer):",
+            "",
+            _row("peer", "req/s per core", "added p50", "streaming TTFB added p50"),
+            _row(*["---"] * 4),
+            ratios(peer),
+            ratios(by_name["nginx"]),
+            "",
+            "Aim (issue 4): req/s per core >= 0.75x vllm-router's; added p50 and streaming "
+            "first-byte time <= vllm-router's (ratio <= 1.00x).",
+        ]
+    if note:
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (<= 30)")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if not 1 <= args.seconds <= 30:
+        parser.error("--seconds must be 1..30")
+    if (os.cpu_count() or 1) < 2:
+        parser.error("needs 2 cores: one for the proxy, one for wrk and the backends")
+    text = run(args.seconds, args.connections)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
