@@ -151,6 +151,10 @@ class RouterLoop:
                 now = time.monotonic()
                 generation = int(body.get("metadata", {}).get("generation") or 0)
                 full = now >= next_full or generation != self.generation
+                # Cleared before the cycle, not after: a pod event that arrives while
+                # the cycle awaits Prometheus or the apiserver must wake the next one,
+                # not wait for the interval.
+                waker.clear()
                 interval = await self.cycle(body, pods, full=full)
                 if full:
                     next_full = time.monotonic() + interval
@@ -158,7 +162,6 @@ class RouterLoop:
                 stale_in = self.ladder.stale_in(now=time.monotonic(), stale_after=self._stale())
                 if stale_in is not None:
                     wait = min(wait, stale_in + 0.05)
-                waker.clear()
                 wake_task = asyncio.ensure_future(waker.wait())
                 await asyncio.wait(
                     {wake_task, stop_task}, timeout=max(wait, 0.0), return_when="FIRST_COMPLETED"

@@ -53,14 +53,17 @@ def test_table_holds_every_ready_pod_within_two_intervals_and_status_is_ready(
     table = wait_for("a table with every Ready pod", complete, timeout=6 + 10)
     assert table["router"] == f"{namespace}/chat"
     assert table["virtualModels"]["auto"]["candidates"] == ["sim-4b", "sim-7b", "sim-14b"]
+    # The first table may come before Prometheus has scraped pods this young (base
+    # weights, rung 2); a later interval brings live weights, and fallback "none".
     st = wait_for(
-        "Ready=True",
+        "Ready=True on live weights",
         lambda: (
             (s := status(custom, namespace, "chat"))
             and condition(s, "Ready").get("status") == "True"
+            and s.get("fallback") == "none"
             and s
         ),
-        timeout=6,
+        timeout=4 * 3,
     )
     assert st["summary"] == {"models": 3, "pods": 4}
     assert st["observedGeneration"] == 1
@@ -129,7 +132,11 @@ def test_drained_pod_gets_weight_zero_within_one_interval(
     operator: OperatorProcess,
 ) -> None:
     a, b = (testbed.add_pod("7b", namespace=namespace) for _ in range(2))
-    create(custom, namespace, router("drain", testbed.prometheus_url, THREE_TIERS, interval="2s"))
+    # An interval long enough that "within one interval" holds on a loaded CI machine;
+    # the drain itself comes through the pod's watch event, not the interval's timer.
+    interval = 10.0
+    body = router("drain", testbed.prometheus_url, THREE_TIERS, interval=f"{interval:g}s")
+    create(custom, namespace, body)
     wait_for(
         "both pods weighted",
         lambda: len(pod_weights(read_table(core, namespace, "drain"), "sim-7b")) == 2,
@@ -145,7 +152,7 @@ def test_drained_pod_gets_weight_zero_within_one_interval(
             and pod_weights(t, "sim-7b").get(a.name) == 0
             and t
         ),
-        timeout=2.0,
+        timeout=interval,
     )
     endpoints = {e["pod"]: e for e in table["models"]["sim-7b"]["endpoints"]}
     assert endpoints[a.name]["draining"] is True
