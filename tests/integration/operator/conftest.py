@@ -66,8 +66,10 @@ def custom(testbed: Testbed, crds: None) -> Iterator[k8s.CustomObjectsApi]:
 class OperatorProcess:
     """One ``zeta-operator`` subprocess; stopped by its own handle, never by name."""
 
-    def __init__(self, testbed: Testbed, log: Path, *args: str) -> None:
-        env = {**os.environ, **testbed.env()}
+    def __init__(
+        self, testbed: Testbed, log: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
+        env = {**os.environ, **testbed.env(), **(env or {})}
         self.log = log
         self._out = log.open("w")
         self.proc = subprocess.Popen(
@@ -99,9 +101,13 @@ def start_operator(
 ) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
-    def start(*extra: str) -> OperatorProcess:
+    def start(
+        *extra: str, scope: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> OperatorProcess:
+        """An operator watching the test's namespace, or ``scope`` (e.g. all namespaces)."""
         log = tmp_path / f"operator-{len(started)}.log"
-        op = OperatorProcess(testbed, log, "--namespace", namespace, "--rate-window", "10s", *extra)
+        scope = scope or ("--namespace", namespace)
+        op = OperatorProcess(testbed, log, *scope, "--rate-window", "10s", *extra, env=env)
         started.append(op)
         return op
 

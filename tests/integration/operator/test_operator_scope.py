@@ -1,0 +1,163 @@
+"""What only the operator can judge, and what it may touch: a selector that matches
+nothing, a ConfigMap that belongs to someone else, and routers in every namespace."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from kubernetes import client as k8s
+
+from zeta_testbed.testbed import Testbed
+
+from .conftest import (
+    OperatorProcess,
+    condition,
+    model,
+    pod_weights,
+    read_table,
+    release_routers,
+    router,
+    status,
+    wait_for,
+)
+
+TWO_TIERS = [model("sim-7b", "7b", 2), model("sim-14b", "14b", 3)]
+
+
+def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, object]) -> None:
+    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", body)
+
+
+def conditions_now(
+    custom: k8s.CustomObjectsApi, namespace: str, name: str, **expected: tuple[str, str]
+) -> dict[str, object] | None:
+    """The status, once each condition type has the expected (status, reason)."""
+    st = status(custom, namespace, name)
+    for type_, (value, reason) in expected.items():
+        c = condition(st, type_)
+        if (c.get("status"), c.get("reason")) != (value, reason):
+            return None
+    return st
+
+
+def test_a_selector_matching_nothing_is_a_condition_not_a_crash(
+    testbed: Testbed,
+    core: k8s.CoreV1Api,
+    custom: k8s.CustomObjectsApi,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    create(custom, namespace, router("lonely", testbed.prometheus_url, TWO_TIERS))
+    st = wait_for(
+        "Ready=False for want of pods",
+        lambda: conditions_now(
+            custom,
+            namespace,
+            "lonely",
+            Ready=("False", "NoPodsSelected"),
+            Degraded=("True", "ModelsWithoutPods"),
+        ),
+        timeout=20,
+    )
+    assert read_table(core, namespace, "lonely") is None  # nothing to route to: no table
+    assert "sim-7b" in condition(st, "Degraded")["message"]
+    assert operator.proc.poll() is None, "the operator exited"
+
+    # A pod for one model: served, and the model still without pods is named.
+    pod = testbed.add_pod("7b", namespace=namespace)
+    st = wait_for(
+        "Ready=True with one model still without pods",
+        lambda: conditions_now(
+            custom,
+            namespace,
+            "lonely",
+            Ready=("True", "TablePublished"),
+            Degraded=("True", "ModelsWithoutPods"),
+        ),
+        timeout=20,
+    )
+    message = condition(st, "Degraded")["message"]
+    assert "sim-14b" in message
+    assert "sim-7b" not in message
+    assert list(pod_weights(read_table(core, namespace, "lonely"), "sim-7b")) == [pod.name]
+    assert operator.proc.poll() is None, "the operator exited"
+
+
+def test_a_config_map_owned_by_something_else_is_never_overwritten(
+    testbed: Testbed,
+    core: k8s.CoreV1Api,
+    custom: k8s.CustomObjectsApi,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    owner = core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "someone-else"}, "data": {}}
+    )
+    theirs = {
+        "metadata": {
+            "name": "taken-routing",
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": "someone-else",
+                    "uid": owner.metadata.uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "data": {"routing.json": "not ours"},
+    }
+    core.create_namespaced_config_map(namespace, theirs)
+    testbed.add_pod("7b", namespace=namespace)
+    create(custom, namespace, router("taken", testbed.prometheus_url, TWO_TIERS))
+    st = wait_for(
+        "Ready=False for the conflict",
+        lambda: conditions_now(custom, namespace, "taken", Ready=("False", "ConfigMapConflict")),
+        timeout=20,
+    )
+    assert "someone-else" in condition(st, "Ready")["message"]
+    cm = core.read_namespaced_config_map("taken-routing", namespace)
+    assert cm.data == {"routing.json": "not ours"}
+    assert [r.name for r in cm.metadata.owner_references] == ["someone-else"]
+    assert "zeta.dev/content-hash" not in (cm.metadata.annotations or {})
+
+
+@pytest.fixture
+def other_namespace(testbed: Testbed, core: k8s.CoreV1Api) -> Iterator[str]:
+    """A second namespace for the test, cleaned up like the first one."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        release_routers(testbed, name)
+        for pod in testbed.pods(name):
+            testbed.remove_pod(pod.name, name)
+        core.delete_namespace(name)
+
+
+def test_an_operator_for_all_namespaces_serves_routers_in_any_of_them(  # noqa: PLR0917 - fixtures
+    testbed: Testbed,
+    core: k8s.CoreV1Api,
+    custom: k8s.CustomObjectsApi,
+    namespace: str,
+    other_namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    start_operator(scope=("--all-namespaces",))
+    pods = {}
+    for ns in (namespace, other_namespace):
+        pods[ns] = testbed.add_pod("7b", namespace=ns)
+        create(custom, ns, router("everywhere", testbed.prometheus_url, TWO_TIERS))
+    for ns, pod in pods.items():
+        wait_for(
+            f"the table in {ns}",
+            lambda ns=ns, pod=pod: (
+                list(pod_weights(read_table(core, ns, "everywhere"), "sim-7b")) == [pod.name]
+            ),
+            timeout=20,
+        )
+        assert condition(status(custom, ns, "everywhere"), "Ready")["status"] == "True"
