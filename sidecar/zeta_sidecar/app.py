@@ -1,7 +1,7 @@
 """Wiring: the traffic and admin applications around one :class:`Gateway`.
 
 The traffic application carries the gateway's lifetime in its ``cleanup_ctx``: the
-upstream client session, the table source and the prober start before it serves and
+upstream connection pool, the table source and the prober start before it serves and
 stop after it. The admin application only reads the gateway. Serve both with
 :func:`runners`, whose traffic runner cancels handlers of clients that disconnect.
 """
@@ -19,13 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from zeta_sidecar import sources
 from zeta_sidecar.gateway import GATEWAY, Gateway
 from zeta_sidecar.proxy import completions, models
+from zeta_sidecar.upstream import Pool as UpstreamPool
 
 __all__ = ["admin_app", "runners", "traffic_app"]
 
 logger = logging.getLogger(__name__)
 
-_POOL_CONNECTIONS = 1000
-"""Upstream connections kept in total; per pod unbounded (the pods bound themselves)."""
+_PROBE_CONNECTIONS = 16
+"""Concurrent health probes: ejected pods are few."""
 
 
 def traffic_app(gateway: Gateway) -> web.Application:
@@ -44,21 +45,15 @@ def traffic_app(gateway: Gateway) -> web.Application:
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
-    connector = aiohttp.TCPConnector(
-        limit=_POOL_CONNECTIONS,
-        limit_per_host=0,
-        # Pods come and go with their IPs: no DNS is involved, nothing to cache.
-        use_dns_cache=False,
-        keepalive_timeout=30,
-    )
-    # Bodies pass through as they are: compressed answers stay compressed.
-    session = aiohttp.ClientSession(
-        connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-    )
+    gateway.upstream = UpstreamPool(asyncio.get_running_loop())
+    # Health probes only: rare, so aiohttp's full client is fine for them.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=_PROBE_CONNECTIONS))
     gateway.session = session
     yield
     gateway.session = None
     await session.close()
+    gateway.upstream.close()
+    gateway.upstream = None
 
 
 async def _table_source(app: web.Application) -> AsyncIterator[None]:

@@ -1,7 +1,8 @@
 """The state one sidecar shares across requests, and the outcomes that change it.
 
 One :class:`Gateway` per application, stored under :data:`GATEWAY`: the table store,
-the router, the retry budget, the metrics and the single upstream client session.
+the router, the retry budget, the metrics, the pods' keep-alive connections and the
+prober's client session.
 Success and failure of each upstream try feed outlier ejection here; the prober
 (:meth:`Gateway.probe_ejected`) checks pods whose ejection time is over before they
 get traffic again.
@@ -15,12 +16,14 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
+from zeta_api import Timeouts
 from zeta_sidecar.metrics import Metrics
 from zeta_sidecar.picking import default_draw
 from zeta_sidecar.resilience import RetryBudget, may_eject
 from zeta_sidecar.routing import Router
 from zeta_sidecar.settings import Settings
 from zeta_sidecar.tables import Pod, Snapshot, TableStore
+from zeta_sidecar.upstream import Pool as UpstreamPool
 
 __all__ = ["GATEWAY", "Gateway"]
 
@@ -45,11 +48,11 @@ class Gateway:
         self.budget = RetryBudget(budget=0.2, min_per_second=10.0)
         self.draining = False
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: tuple[int, aiohttp.ClientTimeout, aiohttp.ClientTimeout] | None = None
+        self._upstream: UpstreamPool | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The one upstream session (opened by the application's cleanup context)."""
+        """The session of the prober's health checks (opened by the cleanup context)."""
         if self._session is None:
             raise RuntimeError("the gateway's client session is not open")
         return self._session
@@ -81,21 +84,22 @@ class Gateway:
             self.metrics.table_reloads.labels("unchanged").inc()
         return changed
 
-    def timeouts(self, snapshot: Snapshot) -> tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout]:
-        """(plain, stream) client timeouts of a table, built once per table.
+    @property
+    def timeouts(self) -> Timeouts:
+        """The current table's upstream timeouts (defaults before any table)."""
+        snapshot = self.store.current
+        return snapshot.balancing.timeouts if snapshot is not None else _DEFAULT_TIMEOUTS
 
-        A plain answer comes whole when generation is over, so its read timeout is the
-        first-byte one. A stream's first byte and idle gaps are bounded by the proxy
-        itself, so no read timeout of aiohttp's applies to it.
-        """
-        cached = self._timeouts
-        if cached is not None and cached[0] == id(snapshot):
-            return cached[1], cached[2]
-        t = snapshot.balancing.timeouts
-        plain = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.first_byte)
-        stream = aiohttp.ClientTimeout(sock_connect=t.connect)
-        self._timeouts = (id(snapshot), plain, stream)
-        return plain, stream
+    @property
+    def upstream(self) -> UpstreamPool:
+        """The pods' keep-alive connections (opened by the application's cleanup context)."""
+        if self._upstream is None:
+            raise RuntimeError("the gateway's upstream pool is not open")
+        return self._upstream
+
+    @upstream.setter
+    def upstream(self, pool: UpstreamPool | None) -> None:
+        self._upstream = pool
 
     def succeeded(self, pod: Pod) -> None:
         """An upstream try got an answer below 500."""
@@ -146,5 +150,7 @@ class Gateway:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
+
+_DEFAULT_TIMEOUTS = Timeouts()
 
 GATEWAY = web.AppKey("zeta_gateway", Gateway)

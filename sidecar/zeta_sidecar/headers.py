@@ -11,7 +11,7 @@ from typing import Final
 
 from multidict import CIMultiDict
 
-__all__ = ["HOP_BY_HOP", "downstream_headers", "upstream_headers"]
+__all__ = ["HOP_BY_HOP", "downstream_headers", "request_head", "upstream_headers"]
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -49,6 +49,23 @@ def upstream_headers(incoming: Mapping[str, str]) -> CIMultiDict[str]:
     return _filter(incoming.items(), _REQUEST_DROP | _named_in_connection(incoming))
 
 
-def downstream_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
-    """Headers of a pod's response to forward to the client."""
-    return _filter(upstream.items(), _RESPONSE_DROP | _named_in_connection(upstream))
+def downstream_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """Headers of a pod's response (as received, in order) to forward to the client."""
+    pairs = list(upstream)
+    drop = _RESPONSE_DROP
+    for name, value in pairs:
+        if name.lower() == "connection":
+            drop = drop | {token.strip().lower() for token in value.split(",")}
+    return _filter(pairs, drop)
+
+
+def request_head(path: str, address: str, length: int, headers: Mapping[str, str]) -> bytes:
+    """The head of a ``POST`` to a pod, ready to write.
+
+    ``headers`` must already be filtered (:func:`upstream_headers`); aiohttp refuses
+    CR and LF in incoming header values, so none can smuggle a header in. Values are
+    re-encoded as they came (UTF-8, undecodable bytes kept as they were).
+    """
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = f"POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {length}\r\n{lines}\r\n"
+    return head.encode("utf-8", "surrogateescape")

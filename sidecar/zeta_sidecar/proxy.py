@@ -13,15 +13,12 @@ error event, and nothing is retried. A client that disconnects cancels the handl
 pod stops generating.
 """
 
-import asyncio
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Mapping
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
 from zeta_sidecar.errors import (
     ApiError,
@@ -33,20 +30,15 @@ from zeta_sidecar.errors import (
     sse_error_event,
 )
 from zeta_sidecar.gateway import GATEWAY, Gateway
-from zeta_sidecar.headers import downstream_headers, upstream_headers
+from zeta_sidecar.headers import downstream_headers, request_head, upstream_headers
 from zeta_sidecar.tables import Pod, Pool, Snapshot
+from zeta_sidecar.upstream import Exchange
 
 __all__ = ["completions", "models", "rewrite_model"]
 
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({502, 503})
-# Connection-level failures before an answer: the pod is gone, restarting or overloaded.
-_CONNECT_ERRORS = (
-    aiohttp.ClientConnectionError,
-    aiohttp.ClientPayloadError,
-    ConnectionError,
-)
 _UNKNOWN = "unknown"
 """Metric label for a model that is not in the table (keeps label sets bounded)."""
 
@@ -139,10 +131,10 @@ async def _forward(
     start: float,
 ) -> web.StreamResponse:
     balancing = snapshot.balancing
-    plain_timeout, stream_timeout = gw.timeouts(snapshot)
-    timeout = stream_timeout if stream else plain_timeout
+    timeouts = balancing.timeouts
     headers = upstream_headers(request.headers)
-    url_path = request.rel_url.raw_path_qs
+    path = request.rel_url.raw_path_qs
+    upstream = gw.upstream
     gw.budget.request(start)
     tries = 1 + balancing.retry.attempts
     failed: Pod | None = None
@@ -153,45 +145,42 @@ async def _forward(
                 gw.metrics.retries_denied.labels(pool.name).inc()
                 break
             gw.metrics.retries.labels(pool.name).inc()
-        cum = pool.cumulative(gw.clock(), balancing.warmup, gw.store.epoch)
+        cum = pool.cumulative(start, balancing.warmup, gw.store.epoch)
         pod = gw.router.pick(pool, balancing.picker, cum, failed)
         if pod is None:
             break
         pod.inflight += 1
         try:
+            head = request_head(path, pod.address, len(payload), headers)
             try:
-                if stream:
-                    async with asyncio.timeout(balancing.timeouts.first_byte):
-                        upstream = await gw.session.post(
-                            pod.url + url_path, data=payload, headers=headers, timeout=timeout
-                        )
-                else:
-                    upstream = await gw.session.post(
-                        pod.url + url_path, data=payload, headers=headers, timeout=timeout
-                    )
-            except aiohttp.ConnectionTimeoutError:
-                gw.failed(pod)
-                failed, error = pod, UpstreamTimeout(f"Pod of {pool.name!r} did not connect.")
-                continue
+                exchange = await upstream.request(
+                    pod.address,
+                    (head, payload),
+                    connect_timeout=timeouts.connect,
+                    first_byte_timeout=timeouts.first_byte,
+                )
             except TimeoutError:
                 # The pod took the request and may be generating: not retried.
                 gw.failed(pod)
                 error = UpstreamTimeout(f"Pod of {pool.name!r} did not answer in time.")
                 failed = pod
                 break
-            except _CONNECT_ERRORS as exc:
+            except ConnectionError as exc:  # connect failed, reset, or not HTTP
                 gw.failed(pod)
-                failed, error = pod, UpstreamFailed(f"Pod of {pool.name!r} failed: {exc!r}")
+                failed, error = pod, UpstreamFailed(f"Pod of {pool.name!r} failed: {exc}")
                 continue
-            if upstream.status in _RETRY_STATUSES and attempt + 1 < tries:
-                upstream.release()
-                gw.failed(pod)
-                failed = pod
-                error = UpstreamFailed(f"Pod of {pool.name!r} answered {upstream.status}.")
-                continue
-            return await _relay(
-                request, gw=gw, pool=pool, pod=pod, name=name, upstream=upstream, start=start
-            )
+            try:
+                if exchange.status in _RETRY_STATUSES and attempt + 1 < tries:
+                    gw.failed(pod)
+                    failed = pod
+                    error = UpstreamFailed(f"Pod of {pool.name!r} answered {exchange.status}.")
+                    continue
+                return await _relay(
+                    request, gw=gw, pool=pool, pod=pod, name=name, exchange=exchange,
+                    start=start, stream=stream,
+                )  # fmt: skip
+            finally:
+                exchange.release()  # closes it unless its answer was read to the end
         finally:
             pod.inflight -= 1
     gw.metrics.request(name, pool.name, failed.name if failed else "", error.status)
@@ -205,47 +194,38 @@ async def _relay(
     pool: Pool,
     pod: Pod,
     name: str,
-    upstream: aiohttp.ClientResponse,
+    exchange: Exchange,
     start: float,
+    stream: bool,
 ) -> web.StreamResponse:
-    """Pass an answer through; the upstream connection is closed if anything goes wrong."""
-    status = upstream.status
+    """Pass an answer through: whole if plain, chunk by chunk if an event stream."""
+    status = exchange.status
     if status >= 500:
         gw.failed(pod)
     else:
         gw.succeeded(pod)
-    try:
-        if upstream.content_type != "text/event-stream":
-            try:
-                data = await upstream.read()
-            except TimeoutError:
-                gw.failed(pod)
-                return _answer_error(gw, name, pool, pod, UpstreamTimeout("Pod answer timed out."))
-            except _CONNECT_ERRORS as exc:
-                gw.failed(pod)
-                return _answer_error(
-                    gw, name, pool, pod, UpstreamFailed(f"Pod answer cut: {exc!r}")
-                )
-            elapsed = gw.clock() - start
-            gw.metrics.request(name, pool.name, pod.name, status)
-            gw.metrics.observe(name, elapsed, elapsed)
-            return web.Response(
-                status=status, body=data, headers=_response_headers(upstream.headers)
-            )
+    timeouts = gw.timeouts
+    if exchange.content_type == "text/event-stream":
         return await _relay_stream(
-            request, gw=gw, pool=pool, pod=pod, name=name, upstream=upstream, start=start
+            request, gw=gw, pool=pool, pod=pod, name=name, exchange=exchange, start=start
         )
-    finally:
-        upstream.close()
+    try:
+        data = await exchange.read(timeouts.first_byte)
+    except TimeoutError:
+        gw.failed(pod)
+        return _answer_error(gw, name, pool, pod, UpstreamTimeout("Pod answer timed out."))
+    except ConnectionError as exc:
+        gw.failed(pod)
+        return _answer_error(gw, name, pool, pod, UpstreamFailed(f"Pod answer cut: {exc}"))
+    elapsed = gw.clock() - start
+    gw.metrics.request(name, pool.name, pod.name, status)
+    gw.metrics.observe(name, elapsed, elapsed)
+    return web.Response(status=status, body=data, headers=downstream_headers(exchange.headers))
 
 
 def _answer_error(gw: Gateway, name: str, pool: Pool, pod: Pod, error: ApiError) -> web.Response:
     gw.metrics.request(name, pool.name, pod.name, error.status)
     return error.response()
-
-
-def _response_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
-    return downstream_headers(upstream)
 
 
 async def _relay_stream(
@@ -255,46 +235,39 @@ async def _relay_stream(
     pool: Pool,
     pod: Pod,
     name: str,
-    upstream: aiohttp.ClientResponse,
+    exchange: Exchange,
     start: float,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
-        status=upstream.status, headers=_response_headers(upstream.headers)
+        status=exchange.status, headers=downstream_headers(exchange.headers)
     )
-    timeouts = gw.store.current.balancing.timeouts if gw.store.current else None
-    first_byte = timeouts.first_byte if timeouts else 300.0
-    idle = timeouts.idle if timeouts else 60.0
-    loop = asyncio.get_running_loop()
+    timeouts = gw.timeouts
     ttfb: float | None = None
-    content = upstream.content
     await response.prepare(request)
     try:
-        async with asyncio.timeout(loop.time() + first_byte) as deadline:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    break
-                if ttfb is None:
-                    ttfb = gw.clock() - start
-                await response.write(chunk)
-                deadline.reschedule(loop.time() + idle)
+        timeout = timeouts.first_byte
+        while chunk := await exchange.readany(timeout):
+            if ttfb is None:
+                ttfb = gw.clock() - start
+                timeout = timeouts.idle
+            await response.write(chunk)
+        await response.write_eof()
     except TimeoutError:
         gw.failed(pod)
         await _end_with_error(response, "The pod went silent mid-stream.", "upstream_timeout")
-    except _CONNECT_ERRORS as exc:
+    except ConnectionError as exc:
         if request.transport is None or request.transport.is_closing():
-            raise  # the client left; the handler ends, the upstream is closed
+            raise  # the client left; the handler ends, the upstream connection is closed
         gw.failed(pod)
-        logger.warning("stream from %s cut after its first byte: %r", pod.name, exc)
-        await _end_with_error(response, f"The pod's stream was cut: {exc!r}", "upstream_failed")
-    gw.metrics.request(name, pool.name, pod.name, upstream.status)
+        logger.warning("stream from %s cut after its first byte: %s", pod.name, exc)
+        await _end_with_error(response, f"The pod's stream was cut: {exc}", "upstream_failed")
+    gw.metrics.request(name, pool.name, pod.name, exchange.status)
     gw.metrics.observe(name, gw.clock() - start, ttfb)
     return response
 
 
 async def _end_with_error(response: web.StreamResponse, message: str, code: str) -> None:
-    try:
+    # The client may be gone too: then there is nobody left to tell.
+    with contextlib.suppress(ConnectionError):
         await response.write(sse_error_event(message, code=code))
         await response.write_eof()
-    except (ConnectionError, aiohttp.ClientConnectionError):
-        pass

@@ -286,7 +286,7 @@ def test_killing_a_pod_under_load(
     async def run() -> None:
         clients = [asyncio.create_task(_load(proc.url, stop, plain)) for _ in range(4)]
         clients += [
-            asyncio.create_task(_load(proc.url, stop, streams, stream=True, max_tokens=60))
+            asyncio.create_task(_load(proc.url, stop, streams, stream=True, max_tokens=150))
             for _ in range(6)
         ]
         await asyncio.sleep(1.0)
