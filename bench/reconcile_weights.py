@@ -1,0 +1,276 @@
+"""The operator's per-interval work for one big router, without the network.
+
+One reconcile, as the router loop does it after Prometheus has answered: render the
+queries (one per signal for all pods), pick the router's pods from the pod index,
+extract per-pod loads from Prometheus-shaped instant vectors (as the client returns
+them, parsed JSON), weigh (targets, EWMA, step limit, floor, per-model shares), build
+the routing table, dump it to canonical JSON with validation (parsed back, as the
+sidecar would), and hash its content. Network time (Prometheus, apiserver) is not
+here: it is a wait, not work, and it runs off the event loop.
+
+Figures that matter are ratios against baselines measured in the same run: the same
+reconcile for a 100-pod router (does the cost grow linearly?), and a plain
+``json.dumps`` of the same table (what validation and canonical form cost). The table's
+size is set against the 1 MiB a ConfigMap may hold.
+
+Bounded in count and time (each size stops after ``--repeats`` reconciles or
+``--budget`` seconds, whichever comes first):
+
+    .venv/bin/python bench/reconcile_weights.py                 # 1,000 pods, 3 models
+    .venv/bin/python bench/reconcile_weights.py --pods 5000 --repeats 20
+"""
+
+import argparse
+import gzip
+import itertools
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zeta_api import Signal, ZetaRouterSpec, content_hash, dump_routing_table, parse_spec
+from zeta_operator import discovery, weighting
+from zeta_operator.metrics import queries
+from zeta_operator.metrics.extraction import extract
+from zeta_operator.snapshots import PodLoad, PodRecord
+from zeta_operator.tables import build_table
+from zeta_operator.weighting import ModelInput, PodInput, WeightState
+
+RESULTS = Path(__file__).parent / "results" / "reconcile_weights.md"
+CONFIGMAP_LIMIT = 1024 * 1024
+"""Bytes a ConfigMap's data may hold (etcd's object limit leaves a little more)."""
+SIZES = (("4b", 48), ("7b", 32), ("14b", 16))
+NAMESPACE = "llm"
+STAGES = ("queries", "select", "extract", "weigh", "build", "dump+validate", "hash")
+
+
+def spec() -> ZetaRouterSpec:
+    return parse_spec(
+        {
+            "models": [
+                {
+                    "name": f"qwen-{size}",
+                    "tier": tier,
+                    "capacity": capacity,
+                    "selector": {"matchLabels": {"app": "vllm", "model": size}},
+                }
+                for tier, (size, capacity) in enumerate(SIZES, start=1)
+            ],
+            "virtualModels": [
+                {
+                    "name": "auto",
+                    "strategy": "complexity",
+                    "candidates": [f"qwen-{size}" for size, _ in SIZES],
+                }
+            ],
+            "prometheus": {"url": "http://prometheus.monitoring:9090", "engine": "vllm"},
+            "routingTable": {"configMapName": "chat-routing"},
+        }
+    )
+
+
+def pod_index(count: int) -> list[PodRecord]:
+    """``count`` ready pods spread over the three models, plus a few that are not
+    theirs or not ready (the index holds every pod of the namespace)."""
+    records = [
+        PodRecord(
+            namespace=NAMESPACE,
+            name=f"vllm-{size}-{i:05d}",
+            uid=f"uid-{i}",
+            labels={"app": "vllm", "model": size},
+            ip=f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+            ready=True,
+            draining=i % 97 == 0,
+        )
+        for i in range(count)
+        for size in (SIZES[i % len(SIZES)][0],)
+    ]
+    others = [
+        PodRecord(namespace=NAMESPACE, name=f"web-{i}", labels={"app": "web"}, ready=True)
+        for i in range(count // 10)
+    ]
+    return records + others
+
+
+def prometheus_answers(names: list[str], now: float, rng: random.Random) -> dict[Signal, Any]:
+    """Instant vectors as prometheus-api-client returns them, one per signal; a few
+    pods missing or NaN, as real answers have."""
+
+    def vector(value: Callable[[], float]) -> list[dict[str, Any]]:
+        out = []
+        for name in names:
+            if rng.random() < 0.01:
+                continue  # not scraped yet
+            text = "NaN" if rng.random() < 0.005 else repr(value())
+            out.append(
+                {
+                    "metric": {"namespace": NAMESPACE, "pod": name, "model_name": "qwen"},
+                    "value": [now - rng.random() * 15, text],
+                }
+            )
+        return out
+
+    return {
+        Signal.RUNNING: vector(lambda: float(rng.randint(0, 32))),
+        Signal.WAITING: vector(lambda: float(rng.randint(0, 8))),
+        Signal.KV_CACHE: vector(rng.random),
+        Signal.TTFT_P95: vector(lambda: 0.05 + rng.random()),
+        Signal.ERROR_RATE: vector(lambda: rng.random() * 0.1),
+    }
+
+
+@dataclass(slots=True)
+class Run:
+    pods: int
+    reconciles: int
+    stage_ms: dict[str, float]
+    """Median per stage."""
+    total_ms: float
+    """Median of whole reconciles."""
+    table_bytes: int
+    gzip_bytes: int
+    json_dumps_ms: float
+    """Median ``json.dumps`` of the same table document."""
+
+
+def measure(pod_count: int, *, repeats: int, budget: float, seed: int) -> Run:
+    rng = random.Random(seed)
+    router = spec()
+    index = pod_index(pod_count)
+    names = [p.name for p in index if p.labels.get("app") == "vllm"]
+    now = time.time()
+    answers = prometheus_answers(names, now, rng)
+    state: WeightState | None = None
+    stage_runs: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    totals: list[float] = []
+    text = ""
+    deadline = time.monotonic() + budget
+    for attempt in range(repeats + 1):
+        marks = [time.perf_counter()]
+        queries.plan(
+            router.prometheus.engine,
+            router.prometheus.queries,
+            namespace=NAMESPACE,
+            pod_names=names,
+            window="1m",
+        )
+        marks.append(time.perf_counter())
+        selection = discovery.select(router, index)
+        marks.append(time.perf_counter())
+        selected = [p.name for pods in selection.values() for p in pods]
+        loads = extract(answers, selected, now=now, max_age=120.0)
+        marks.append(time.perf_counter())
+        inputs = tuple(
+            ModelInput(
+                name=m.name,
+                base_weight=m.base_weight,
+                static=m.static,
+                pods=tuple(
+                    PodInput(
+                        name=p.name,
+                        capacity=m.capacity,
+                        load=loads.get(p.name, PodLoad()),
+                        draining=p.draining,
+                    )
+                    for p in selection.get(m.name, [])
+                ),
+            )
+            for m in router.models
+        )
+        weights = weighting.update(state, inputs, router.policy)
+        state = weights.state
+        marks.append(time.perf_counter())
+        table = build_table(
+            router=f"{NAMESPACE}/chat",
+            spec=router,
+            selection=selection,
+            weights=weights,
+            loads=loads,
+            revision=118,
+            generated_at="2026-01-01T00:00:00Z",
+            precision=4,
+        )
+        marks.append(time.perf_counter())
+        text = dump_routing_table(table)
+        marks.append(time.perf_counter())
+        content_hash(table)
+        marks.append(time.perf_counter())
+        if attempt == 0:
+            continue  # a warm-up, not counted: caches, and the weights' first state
+        for stage, (start, end) in zip(STAGES, itertools.pairwise(marks), strict=True):
+            stage_runs[stage].append((end - start) * 1e3)
+        totals.append((marks[-1] - marks[0]) * 1e3)
+        if time.monotonic() > deadline:
+            break
+    document = json.loads(text)
+    dumps: list[float] = []
+    for _ in range(len(totals)):
+        start = time.perf_counter()
+        json.dumps(document)
+        dumps.append((time.perf_counter() - start) * 1e3)
+    encoded = text.encode()
+    return Run(
+        pods=pod_count,
+        reconciles=len(totals),
+        stage_ms={stage: statistics.median(runs) for stage, runs in stage_runs.items()},
+        total_ms=statistics.median(totals),
+        table_bytes=len(encoded),
+        gzip_bytes=len(gzip.compress(encoded)),
+        json_dumps_ms=statistics.median(dumps),
+    )
+
+
+def report(big: Run, small: Run) -> str:
+    def row(label: str, b: float, s: float, unit: str, digits: int = 2) -> str:
+        return f"| {label} | {b:,.{digits}f} {unit} | {s:,.{digits}f} {unit} | {b / s:.1f}x |"
+
+    lines = [
+        f"# One reconcile: {big.pods:,} pods over 3 models",
+        "",
+        f"Medians of {big.reconciles} reconciles ({small.reconciles} for the baseline); "
+        "ratios against the baseline router measured in the same run.",
+        "",
+        f"| stage | {big.pods:,} pods | {small.pods:,} pods (baseline) | ratio |",
+        "|---|---:|---:|---:|",
+        *(row(stage, big.stage_ms[stage], small.stage_ms[stage], "ms") for stage in STAGES),
+        row("**whole reconcile**", big.total_ms, small.total_ms, "ms"),
+        row("table bytes (routing.json)", big.table_bytes, small.table_bytes, "B", 0),
+        row("table bytes, gzip", big.gzip_bytes, small.gzip_bytes, "B", 0),
+        "",
+        f"| against other baselines ({big.pods:,} pods) | value | baseline | ratio |",
+        "|---|---:|---:|---:|",
+        f"| dump+validate vs plain `json.dumps` of the same table | "
+        f"{big.stage_ms['dump+validate']:.2f} ms | {big.json_dumps_ms:.2f} ms | "
+        f"{big.stage_ms['dump+validate'] / big.json_dumps_ms:.1f}x |",
+        f"| table bytes vs a ConfigMap's 1 MiB | {big.table_bytes:,} B | "
+        f"{CONFIGMAP_LIMIT:,} B | {big.table_bytes / CONFIGMAP_LIMIT:.2f}x |",
+        f"| table bytes per pod | {big.table_bytes / big.pods:.0f} B | "
+        f"{small.table_bytes / small.pods:.0f} B | "
+        f"{(big.table_bytes / big.pods) / (small.table_bytes / small.pods):.2f}x |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=1000, help="pods of the big router")
+    parser.add_argument("--baseline-pods", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=50, help="reconciles per size, at most")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per size, at most")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    small = measure(args.baseline_pods, repeats=args.repeats, budget=args.budget, seed=args.seed)
+    big = measure(args.pods, repeats=args.repeats, budget=args.budget, seed=args.seed)
+    text = report(big, small)
+    print(text)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
