@@ -9,8 +9,6 @@ body, so both are dropped too.
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from multidict import CIMultiDict
-
 __all__ = ["HOP_BY_HOP", "downstream_headers", "request_head", "upstream_headers"]
 
 HOP_BY_HOP: Final = frozenset(
@@ -40,16 +38,16 @@ def _named_in_connection(headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(token.strip().lower() for token in value.split(","))
 
 
-def _filter(items: Iterable[tuple[str, str]], drop: frozenset[str]) -> CIMultiDict[str]:
-    return CIMultiDict((k, v) for k, v in items if k.lower() not in drop)
+def _filter(items: Iterable[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in items if k.lower() not in drop]
 
 
-def upstream_headers(incoming: Mapping[str, str]) -> CIMultiDict[str]:
+def upstream_headers(incoming: Mapping[str, str]) -> list[tuple[str, str]]:
     """Headers of a client request to forward to the pod."""
     return _filter(incoming.items(), _REQUEST_DROP | _named_in_connection(incoming))
 
 
-def downstream_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Headers of a pod's response (as received, in order) to forward to the client."""
     pairs = list(upstream)
     drop = _RESPONSE_DROP
@@ -59,13 +57,13 @@ def downstream_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
     return _filter(pairs, drop)
 
 
-def request_head(path: str, address: str, length: int, headers: Mapping[str, str]) -> bytes:
+def request_head(path: str, address: str, length: int, headers: Iterable[tuple[str, str]]) -> bytes:
     """The head of a ``POST`` to a pod, ready to write.
 
     ``headers`` must already be filtered (:func:`upstream_headers`); aiohttp refuses
     CR and LF in incoming header values, so none can smuggle a header in. Values are
     re-encoded as they came (UTF-8, undecodable bytes kept as they were).
     """
-    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers)
     head = f"POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {length}\r\n{lines}\r\n"
     return head.encode("utf-8", "surrogateescape")

@@ -16,7 +16,6 @@ pod stops generating.
 import contextlib
 import json
 import logging
-import re
 
 from aiohttp import web
 
@@ -39,6 +38,8 @@ __all__ = ["completions", "models", "rewrite_model"]
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({502, 503})
+_WHITESPACE = frozenset(b" \t\r\n")
+_COLON = ord(":")
 _UNKNOWN = "unknown"
 """Metric label for a model that is not in the table (keeps label sets bounded)."""
 
@@ -54,12 +55,20 @@ def rewrite_model(
     """
     if name == served:
         return raw
-    if raw.count(b'"model"') == 1 and b"\\u" not in raw:
-        pattern = rb'"model"\s*:\s*' + re.escape(json.dumps(name).encode())
-        found = list(re.finditer(pattern, raw))
-        if len(found) == 1:
-            m = found[0]
-            return raw[: m.start()] + b'"model":' + served_json + raw[m.end() :]
+    key = raw.find(b'"model"')
+    if key >= 0 and raw.find(b'"model"', key + 7) < 0 and b"\\u" not in raw:
+        # After the key: optional whitespace, a colon, optional whitespace, the value.
+        at = key + 7
+        size = len(raw)
+        while at < size and raw[at] in _WHITESPACE:
+            at += 1
+        if at < size and raw[at] == _COLON:
+            at += 1
+            while at < size and raw[at] in _WHITESPACE:
+                at += 1
+            value = json.dumps(name).encode()
+            if raw.startswith(value, at):
+                return raw[:key] + b'"model":' + served_json + raw[at + len(value) :]
     body["model"] = served
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -238,19 +247,26 @@ async def _relay_stream(
     exchange: Exchange,
     start: float,
 ) -> web.StreamResponse:
+    timeouts = gw.timeouts
+    # The first chunk is awaited before anything goes to the client: headers and first
+    # event leave together, and a pod failing before it still gets a clean 502/504.
+    try:
+        chunk = await exchange.readany(timeouts.first_byte)
+    except TimeoutError:
+        gw.failed(pod)
+        return _answer_error(gw, name, pool, pod, UpstreamTimeout("Pod stream never started."))
+    except ConnectionError as exc:
+        gw.failed(pod)
+        return _answer_error(gw, name, pool, pod, UpstreamFailed(f"Pod stream failed: {exc}"))
+    ttfb = gw.clock() - start
     response = web.StreamResponse(
         status=exchange.status, headers=downstream_headers(exchange.headers)
     )
-    timeouts = gw.timeouts
-    ttfb: float | None = None
     await response.prepare(request)
     try:
-        timeout = timeouts.first_byte
-        while chunk := await exchange.readany(timeout):
-            if ttfb is None:
-                ttfb = gw.clock() - start
-                timeout = timeouts.idle
+        while chunk:
             await response.write(chunk)
+            chunk = await exchange.readany(timeouts.idle)
         await response.write_eof()
     except TimeoutError:
         gw.failed(pod)
