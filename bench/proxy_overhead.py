@@ -16,10 +16,10 @@ that sends its first event at once (streaming). zeta-sidecar runs its full routi
 
 Installs what it lacks (``apt-get install wrk nginx``; ``vllm-router`` from PyPI into
 ``~/.cache/zeta-router/peers/vllm-router``, never the project venv). Bounded: about a
-minute and a half. Loopback only. Writes a markdown table to stdout and
+three minutes with the defaults. Loopback only. Writes a markdown table to stdout and
 ``bench/results/proxy_overhead.md``.
 
-Usage: ``python bench/proxy_overhead.py [--seconds 5] [--connections 32]``
+Usage: ``python bench/proxy_overhead.py [--seconds 4] [--connections 32] [--rounds 3]``
 """
 
 from __future__ import annotations
@@ -351,7 +351,26 @@ class Row:
     ttfb: tuple[float, float]
 
 
-def run(seconds: int, connections: int) -> str:  # one linear script
+def _median_row(name: str, results: list[tuple[WrkResult, WrkResult, tuple[float, float]]]) -> Row:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    lat = WrkResult(
+        med([r[0].rps for r in results]),
+        med([r[0].p50 for r in results]),
+        med([r[0].p99 for r in results]),
+        sum(r[0].errors for r in results),
+    )
+    load = WrkResult(
+        med([r[1].rps for r in results]),
+        med([r[1].p50 for r in results]),
+        med([r[1].p99 for r in results]),
+        sum(r[1].errors for r in results),
+    )
+    return Row(name, lat, load, (med([r[2][0] for r in results]), med([r[2][1] for r in results])))
+
+
+def run(seconds: int, connections: int, rounds: int) -> str:  # one linear script
     ensure_tools()
     workdir = Path(tempfile.mkdtemp(prefix="zeta-proxy-bench-"))
     procs = Processes(workdir)
@@ -502,16 +521,24 @@ def run(seconds: int, connections: int) -> str:  # one linear script
                     "bench-served",
                 )
             )
-        rows: list[Row] = []
-        for name, url, sse_url, sse_model in targets:
-            log(f"measuring {name}")
+        for _, url, _, _ in targets:
             wrk(url, script, connections=connections, seconds=1)  # warm-up: pools, caches
-            latency = wrk(url, script, connections=1, seconds=seconds)
-            load = wrk(url, script, connections=connections, seconds=seconds)
-            rows.append(Row(name, latency, load, ttfb(sse_url, sse_model)))
+        # Rounds, each target in turn: noise from other work on this shared machine then
+        # hits every target alike, and the median of each figure is reported.
+        runs: dict[str, list[tuple[WrkResult, WrkResult, tuple[float, float]]]] = {}
+        for round_ in range(rounds):
+            for name, url, sse_url, sse_model in targets:
+                log(f"round {round_ + 1}/{rounds}: {name}")
+                latency = wrk(url, script, connections=1, seconds=seconds)
+                load = wrk(url, script, connections=connections, seconds=seconds)
+                runs.setdefault(name, []).append((latency, load, ttfb(sse_url, sse_model, 200)))
+        rows = [_median_row(name, results) for name, results in runs.items()]
     finally:
         procs.stop_all()
-    return report(rows, seconds=seconds, connections=connections, uvloop=uvloop, note=router_note)
+    return report(
+        rows, seconds=seconds, connections=connections, rounds=rounds, uvloop=uvloop,
+        note=router_note,
+    )  # fmt: skip
 
 
 def _has_uvloop() -> bool:
@@ -523,7 +550,9 @@ def _row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def report(rows: list[Row], *, seconds: int, connections: int, uvloop: str, note: str) -> str:
+def report(
+    rows: list[Row], *, seconds: int, connections: int, rounds: int, uvloop: str, note: str
+) -> str:
     direct = rows[0]
     by_name = {r.name: r for r in rows}
     peer = next((r for r in rows if r.name.startswith("vllm-router")), None)
@@ -535,7 +564,8 @@ def report(rows: list[Row], *, seconds: int, connections: int, uvloop: str, note
         f"cores; proxy pinned to CPU {PROXY_CPU}, wrk and backends to CPU {LOAD_CPU}. "
         "Backends: nginx returning a fixed chat-completion JSON (plain) and a minimal aiohttp "
         "SSE server (first event at once; streaming). wrk: 1 thread; latency with 1 "
-        f"connection, throughput with {connections} connections, {seconds} s each. "
+        f"connection, throughput with {connections} connections, {seconds} s each; "
+        f"{rounds} rounds over all targets in turn, medians reported. "
         "zeta-sidecar with its full routing path (parse, model rewrite, weighted P2C, retry "
         f"budget, metrics); uvloop: {uvloop}.",
         "",
@@ -588,14 +618,17 @@ def report(rows: list[Row], *, seconds: int, connections: int, uvloop: str, note
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (<= 30)")
+    parser.add_argument("--seconds", type=int, default=4, help="seconds per wrk run (<= 30)")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets (<= 9)")
     args = parser.parse_args()
     if not 1 <= args.seconds <= 30:
         parser.error("--seconds must be 1..30")
+    if not 1 <= args.rounds <= 9:
+        parser.error("--rounds must be 1..9")
     if (os.cpu_count() or 1) < 2:
         parser.error("needs 2 cores: one for the proxy, one for wrk and the backends")
-    text = run(args.seconds, args.connections)
+    text = run(args.seconds, args.connections, args.rounds)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     print(text)
