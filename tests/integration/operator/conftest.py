@@ -115,26 +115,37 @@ def start_operator(
     for op in started:
         op.stop()
     release_routers(testbed, namespace)
+    release_routers(testbed, None)
 
 
-def release_routers(testbed: Testbed, namespace: str) -> None:
-    """Drop kopf's finalizer from the routers an operator left behind.
+def release_routers(testbed: Testbed, namespace: str | None) -> None:
+    """Drop kopf's finalizer from the routers an operator left behind: every router of
+    ``namespace``, or (``None``) every router being deleted in any namespace.
 
     The operators stop before the test's namespace is deleted, so nobody would remove
     the finalizer any more: the routers, and the namespace with them, would hang in
-    Terminating for the rest of the session on the shared testbed.
+    Terminating for the rest of the session on the shared testbed. An operator for all
+    namespaces also takes up routers of earlier tests whose namespaces are still being
+    deleted, and may stop before it has let them go.
     """
     with testbed.api_client() as api:
         custom = k8s.CustomObjectsApi(api)
-        routers = custom.list_namespaced_custom_object(
-            "zeta.dev", "v1alpha1", namespace, "zetarouters"
-        )
-        for item in routers.get("items", []):
+        if namespace is None:
+            found = custom.list_cluster_custom_object("zeta.dev", "v1alpha1", "zetarouters")
+            items = [i for i in found.get("items", []) if i["metadata"].get("deletionTimestamp")]
+        else:
+            found = custom.list_namespaced_custom_object(
+                "zeta.dev", "v1alpha1", namespace, "zetarouters"
+            )
+            items = found.get("items", [])
+        for item in items:
+            if not item["metadata"].get("finalizers"):
+                continue
             try:
                 custom.patch_namespaced_custom_object(
                     "zeta.dev",
                     "v1alpha1",
-                    namespace,
+                    item["metadata"]["namespace"],
                     "zetarouters",
                     item["metadata"]["name"],
                     {"metadata": {"finalizers": None}},
