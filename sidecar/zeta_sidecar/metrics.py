@@ -63,7 +63,7 @@ class Metrics:
         )
         self.ttfb = Histogram(
             "zeta_time_to_first_byte_seconds",
-            "Time from request to the first byte of the pod's answer body.",
+            "Time from request to the first chunk of a streamed answer.",
             ["model"],
             buckets=_TTFB_BUCKETS,
             registry=r,

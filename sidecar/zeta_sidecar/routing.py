@@ -64,6 +64,8 @@ class Router:
         """The operator says so, or every serving pod's load says so."""
         if pool.saturated:
             return True
+        if not pool.reported:
+            return False  # no pod's load is known: local counts alone never saturate
         live = [p for p in pool.pods if p.health.serving]
         return bool(live) and all(self.pod_saturated(p) for p in live)
 

@@ -71,6 +71,8 @@ class Pool:
     weight: float
     saturated: bool
     """The operator's verdict: every pod of the model is saturated."""
+    reported: bool
+    """Some pod's load is reported: only then can the sidecar judge saturation itself."""
     pods: list[Pod]
     """Pods that may get new requests (not draining, weight above 0)."""
     base_cum: list[float]
@@ -203,6 +205,7 @@ def _pool(name: str, entry: ModelEntry, members: Sequence[Pod], warmup: float) -
         tier=entry.tier,
         weight=entry.weight,
         saturated=entry.saturated,
+        reported=any(p.reported is not None for p in serving),
         pods=serving,
         base_cum=cumulative([p.weight for p in serving]),
         warm_until=warm_until,
