@@ -4,7 +4,7 @@ The formula, per pod of a model (``capacity`` from the model's spec)::
 
     pressure = (running + waiting) / capacity      utilisation, 1 at a full batch
              + kvCache                             0..1
-             + max(0, ttftP95 / median - 1)        latency against the model's median, <= 4
+             + max(0, ttftP95 / best - 1)          latency against the model's fastest pod, <= 4
              + errorRate                           failed requests/s, <= 10
     target   = 1 / (1 + pressure)                  in (0, 1]; never 0, so no pod is starved
 
@@ -128,7 +128,9 @@ def targets(model: ModelInput, *, static: bool = False) -> dict[str, float]:
         return {p.name: 1.0 for p in serving}
     known = [p for p in serving if p.load.known]
     ttfts = [p.load.ttft_p95 for p in known if p.load.ttft_p95 is not None]
-    reference = statistics.median(ttfts) if ttfts else None
+    # Against the fastest pod, not the median: with two pods the median is their mean,
+    # and a pod 4x slower than its twin would look only 1.6x slow.
+    reference = min(ttfts) if ttfts else None
     out = {p.name: 1.0 / (1.0 + pressure(p.load, p.capacity, reference)) for p in known}
     neutral = statistics.fmean(out.values()) if out else 1.0
     return {p.name: out.get(p.name, neutral) for p in serving}

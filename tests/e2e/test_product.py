@@ -110,6 +110,9 @@ def product(
             time.sleep(0.2)
         yield OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
     finally:
+        # While the operator still runs, so it releases its finalizer and the namespace
+        # can go.
+        _kubectl(testbed, "delete", "zr", "chat", "-n", namespace, "--timeout=30s")
         for process in reversed(started):
             process.terminate()
             try:
