@@ -296,3 +296,28 @@ async def test_admin_endpoints(
         "zeta_table_reloads_total",
     ):
         assert name in text
+
+
+async def test_the_upstream_address_comes_only_from_the_table(
+    make_sim: SimFactory, make_sidecar: SidecarFactory
+) -> None:
+    sim = await make_sim()
+    decoy = await make_sim()
+    sidecar = await make_sidecar(table_json({"sim-7b": [endpoint(addr(sim))]}))
+    body = json.dumps(chat("sim-7b")).encode()
+    port = sidecar.url.rsplit(":", 1)[1]
+    # An absolute URI, a Host and X-Forwarded-* all naming the decoy: none is followed.
+    request = (
+        f"POST http://{addr(decoy)}/v1/chat/completions HTTP/1.1\r\n"
+        f"Host: {addr(decoy)}\r\nX-Forwarded-Host: {addr(decoy)}\r\n"
+        f"X-Forwarded-For: {decoy.host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
+    writer.write(request)
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert sim.state.metrics.requests.total == 1
+    assert decoy.state.metrics.requests.total == 0
