@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tools lint typecheck test test-unit test-integration demo demo-down bench clean
+.PHONY: setup tools lint typecheck test test-unit test-integration demo demo-down bench crd clean
 
 setup: $(STAMP) tools  ## venv with the project (editable) and test extras, plus the Go tools
 
@@ -42,8 +42,13 @@ demo: setup  ## a testbed with simulated 4b/7b/14b pods and a little traffic
 demo-down:  ## stop the demo's testbed
 	$(BIN)/zeta-testbed down --state-dir .testbed/demo
 
-bench: setup
+bench: setup  ## every benchmark; each writes its table to bench/results/
 	$(BIN)/python bench/sim_throughput.py
+	$(BIN)/python bench/reconcile_weights.py
+	$(BIN)/python bench/proxy_overhead.py
+
+crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it is current)
+	$(BIN)/python -m zeta_api.crd > manifests/crds/zetarouters.zeta.dev.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
