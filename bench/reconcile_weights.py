@@ -36,9 +36,9 @@ from zeta_api import Signal, ZetaRouterSpec, content_hash, dump_routing_table, p
 from zeta_operator import discovery, weighting
 from zeta_operator.metrics import queries
 from zeta_operator.metrics.extraction import extract
-from zeta_operator.snapshots import PodLoad, PodRecord
+from zeta_operator.snapshots import PodRecord
 from zeta_operator.tables import build_table
-from zeta_operator.weighting import ModelInput, PodInput, WeightState
+from zeta_operator.weighting import WeightState
 
 RESULTS = Path(__file__).parent / "results" / "reconcile_weights.md"
 CONFIGMAP_LIMIT = 1024 * 1024
@@ -164,23 +164,7 @@ def measure(pod_count: int, *, repeats: int, budget: float, seed: int) -> Run:
         selected = [p.name for pods in selection.values() for p in pods]
         loads = extract(answers, selected, now=now, max_age=120.0)
         marks.append(time.perf_counter())
-        inputs = tuple(
-            ModelInput(
-                name=m.name,
-                base_weight=m.base_weight,
-                static=m.static,
-                pods=tuple(
-                    PodInput(
-                        name=p.name,
-                        capacity=m.capacity,
-                        load=loads.get(p.name, PodLoad()),
-                        draining=p.draining,
-                    )
-                    for p in selection.get(m.name, [])
-                ),
-            )
-            for m in router.models
-        )
+        inputs = weighting.model_inputs(router, selection, loads)
         weights = weighting.update(state, inputs, router.policy)
         state = weights.state
         marks.append(time.perf_counter())

@@ -52,7 +52,7 @@ from zeta_operator.reporting import Verdict, build_status, model_statuses, shift
 from zeta_operator.runtime import Runtime
 from zeta_operator.snapshots import PodLoad, PodRecord
 from zeta_operator.tables import build_table
-from zeta_operator.weighting import ModelInput, PodInput, Weights, WeightState
+from zeta_operator.weighting import Weights, WeightState
 
 __all__ = ["RouterLoop"]
 
@@ -63,30 +63,6 @@ EventFn = Callable[[str, str, str], None]
 
 def _now_text() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _inputs(
-    spec: ZetaRouterSpec,
-    selection: Mapping[str, list[PodRecord]],
-    loads: Mapping[str, PodLoad],
-) -> tuple[ModelInput, ...]:
-    return tuple(
-        ModelInput(
-            name=m.name,
-            base_weight=m.base_weight,
-            static=m.static,
-            pods=tuple(
-                PodInput(
-                    name=p.name,
-                    capacity=m.capacity,
-                    load=loads.get(p.name, PodLoad()),
-                    draining=p.draining,
-                )
-                for p in selection.get(m.name, [])
-            ),
-        )
-        for m in spec.models
-    )
 
 
 @dataclass(slots=True)
@@ -304,7 +280,7 @@ class RouterLoop:
                 self.ladder, step = self.ladder.succeeded()
                 self.loads = collected.loads
                 weights = weighting.update(
-                    self.good_state, _inputs(spec, selection, self.loads), policy
+                    self.good_state, weighting.model_inputs(spec, selection, self.loads), policy
                 )
                 self.good_state = weights.state
             else:
@@ -338,7 +314,7 @@ class RouterLoop:
         self, spec: ZetaRouterSpec, selection: Mapping[str, list[PodRecord]]
     ) -> Weights:
         """Weights without fresh metrics: the ladder's rung says which."""
-        inputs = _inputs(spec, selection, self.loads)
+        inputs = weighting.model_inputs(spec, selection, self.loads)
         if self.ladder.rung is Fallback.BASE_WEIGHTS or self.good_state is None:
             return weighting.base_weights(inputs, spec.policy)
         return weighting.reshape(self.good_state, inputs, spec.policy)

@@ -41,8 +41,8 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zeta_api import PolicySpec
-from zeta_operator.snapshots import PodLoad
+from zeta_api import PolicySpec, ZetaRouterSpec
+from zeta_operator.snapshots import PodLoad, PodRecord
 
 __all__ = [
     "ModelInput",
@@ -50,6 +50,7 @@ __all__ = [
     "WeightState",
     "Weights",
     "base_weights",
+    "model_inputs",
     "pressure",
     "reshape",
     "targets",
@@ -288,3 +289,28 @@ def base_weights(models: tuple[ModelInput, ...], policy: PolicySpec) -> Weights:
         {m.name: float(sum(p.capacity for p in m.serving)) for m in models if m.serving}
     )
     return _publish(models, pod_shares, model_shares, policy)
+
+
+def model_inputs(
+    spec: ZetaRouterSpec,
+    selection: Mapping[str, list[PodRecord]],
+    loads: Mapping[str, PodLoad],
+) -> tuple[ModelInput, ...]:
+    """The weighting's input for a router: its models, their selected pods and loads."""
+    return tuple(
+        ModelInput(
+            name=m.name,
+            base_weight=m.base_weight,
+            static=m.static,
+            pods=tuple(
+                PodInput(
+                    name=p.name,
+                    capacity=m.capacity,
+                    load=loads.get(p.name, PodLoad()),
+                    draining=p.draining,
+                )
+                for p in selection.get(m.name, [])
+            ),
+        )
+        for m in spec.models
+    )
