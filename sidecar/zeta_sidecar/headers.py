@@ -30,31 +30,41 @@ _REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length"}
 _RESPONSE_DROP: Final = HOP_BY_HOP | {"content-length", "server", "date"}
 
 
-def _named_in_connection(headers: Mapping[str, str]) -> frozenset[str]:
+def _connection_tokens(value: str) -> frozenset[str]:
     """Extra hop-by-hop names a ``Connection`` header lists (``Connection: x-foo``)."""
-    value = headers.get("Connection")
-    if not value:
-        return frozenset()
     return frozenset(token.strip().lower() for token in value.split(","))
 
 
-def _filter(items: Iterable[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in items if k.lower() not in drop]
+# Both filters run on every request: one pass, each name lowered once, and the drop set
+# widened only when a Connection header names extra hop-by-hop headers (rare: clients
+# and pods send "keep-alive" or "close", which are not header names anyway).
 
 
 def upstream_headers(incoming: Mapping[str, str]) -> list[tuple[str, str]]:
     """Headers of a client request to forward to the pod."""
-    return _filter(incoming.items(), _REQUEST_DROP | _named_in_connection(incoming))
+    connection = incoming.get("Connection")
+    drop = _REQUEST_DROP | _connection_tokens(connection) if connection else _REQUEST_DROP
+    return [(k, v) for k, v in incoming.items() if k.lower() not in drop]
 
 
 def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Headers of a pod's response (as received, in order) to forward to the client."""
-    pairs = list(upstream)
-    drop = _RESPONSE_DROP
-    for name, value in pairs:
-        if name.lower() == "connection":
-            drop = drop | {token.strip().lower() for token in value.split(",")}
-    return _filter(pairs, drop)
+    kept: list[tuple[str, str]] = []
+    extra: frozenset[str] | None = None
+    for name, value in upstream:
+        lower = name.lower()
+        if lower in _RESPONSE_DROP:
+            if lower == "connection":
+                extra = (
+                    _connection_tokens(value)
+                    if extra is None
+                    else extra | _connection_tokens(value)
+                )
+            continue
+        kept.append((name, value))
+    if extra:
+        kept = [(k, v) for k, v in kept if k.lower() not in extra]
+    return kept
 
 
 def request_head(path: str, address: str, length: int, headers: Iterable[tuple[str, str]]) -> bytes:

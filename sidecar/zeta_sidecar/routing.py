@@ -15,7 +15,7 @@ replicas) plus what *this* replica sent each pod since that report. Local counts
 never saturate a pod whose load is unknown: a replica sees only its share of the load.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from zeta_api import Picker, Spillover, Strategy
 from zeta_sidecar.complexity import estimate, tier_index
@@ -24,10 +24,6 @@ from zeta_sidecar.picking import Draw, draw, smooth_wrr, weighted_p2c, weighted_
 from zeta_sidecar.tables import Pod, Pool, Snapshot, VirtualModel
 
 __all__ = ["Router", "spill_order"]
-
-
-def _load(pods: list[Pod]) -> Callable[[int], float]:
-    return lambda i: pods[i].load
 
 
 def spill_order(preferred: int, count: int, spillover: Spillover) -> list[int]:
@@ -72,7 +68,11 @@ class Router:
     @staticmethod
     def available(pool: Pool) -> bool:
         """Some pod of the pool may take a request."""
-        return any(p.health.serving for p in pool.pods)
+        # A plain loop, not any() over a generator: this runs for every request.
+        for p in pool.pods:  # noqa: SIM110
+            if p.health.serving:
+                return True
+        return False
 
     def resolve(self, snapshot: Snapshot, name: object, body: Mapping[str, object]) -> Pool:
         """The model a request goes to; raises the matching :class:`ApiError`."""
@@ -144,7 +144,7 @@ class Router:
             cum = [sum(weights[: i + 1]) for i in range(len(weights))]
             picker = Picker.WEIGHTED_P2C if picker is Picker.SMOOTH_WRR else picker
         if picker is Picker.WEIGHTED_P2C:
-            i = weighted_p2c(cum, _load(pods), self.rand)
+            i = weighted_p2c(cum, pool.load, self.rand)
         elif picker is Picker.SMOOTH_WRR:
             weights = [cum[i] - (cum[i - 1] if i else 0.0) for i in range(len(cum))]
             i = smooth_wrr(pool.swrr, weights)

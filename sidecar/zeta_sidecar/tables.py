@@ -83,6 +83,12 @@ class Pool:
     cum: list[float] = field(default_factory=list)
     cum_epoch: int = -1
 
+    def load(self, i: int) -> float:
+        """Load of pod ``i``, as the P2C picker compares it (a bound method: no closure
+        is built per request)."""
+        pod = self.pods[i]
+        return pod.inflight / pod.capacity
+
     def effective_weights(self, now: float, warmup: float) -> list[float]:
         """Weights after warm-up and ejection."""
         return [
@@ -126,6 +132,9 @@ class Snapshot:
     virtual: dict[str, VirtualModel]
     models_json: bytes
     """The ``GET /v1/models`` answer, built once."""
+    names_json: dict[str, bytes]
+    """Every model and virtual model name as a JSON string, for the body rewrite (built
+    once: ``json.dumps`` per request costs more than the rest of the rewrite)."""
 
     @property
     def balancing(self) -> Balancing:
@@ -188,7 +197,10 @@ class TableStore:
             name: _virtual(name, v.strategy, v.spillover, [pools[c] for c in v.candidates])
             for name, v in table.virtual_models.items()
         }
-        return Snapshot(table, raw, table.revision, now, pools, virtual, _models_json(table))
+        names_json = {name: json.dumps(name).encode() for name in [*pools, *virtual]}
+        return Snapshot(
+            table, raw, table.revision, now, pools, virtual, _models_json(table), names_json
+        )
 
     def pods(self) -> list[Pod]:
         """Every pod of the current table."""

@@ -112,21 +112,26 @@ class Exchange(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._state == _HEAD:
-            self._buffer += data
-            end = self._buffer.find(b"\r\n\r\n")
+            # Usually the whole head (and a short body) comes in one read: then it is
+            # parsed from ``data`` as is, without going through the buffer.
+            if self._buffer:
+                self._buffer += data
+                data = bytes(self._buffer)
+            end = data.find(b"\r\n\r\n")
             if end < 0:
-                if len(self._buffer) > _MAX_HEAD:
+                if len(data) > _MAX_HEAD:
                     self._fail(ProtocolError("response head too large"))
+                elif not self._buffer:
+                    self._buffer += data
                 return
+            self._buffer.clear()
             try:
-                self._parse_head(bytes(self._buffer[:end]))
+                self._parse_head(data[:end])
             except (ValueError, IndexError) as exc:
                 self._fail(ProtocolError(f"bad response head from {self.address}: {exc}"))
                 return
-            rest = bytes(self._buffer[end + 4 :])
-            self._buffer.clear()
-            if rest:
-                self._body(rest)
+            if len(data) > end + 4:
+                self._body(data[end + 4 :])
             self._wake()
             return
         if self._state == _DONE:
@@ -274,12 +279,6 @@ class Exchange(asyncio.Protocol):
         self.status, self.headers, self.content_type = 0, [], ""
         self._transport.write(data)
 
-    async def _head(self, within: float) -> None:
-        while self._state == _HEAD:
-            if self._lost is not None:
-                raise self._lost
-            await self._wait(within)
-
     async def readany(self, within: float) -> bytes:
         """The next body bytes, waiting at most ``within`` seconds; ``b""`` at the end."""
         while not self._pieces:
@@ -297,6 +296,16 @@ class Exchange(asyncio.Protocol):
 
     async def read(self, within: float) -> bytes:
         """The whole body, with at most ``within`` seconds between two pieces."""
+        if self._state == _DONE and self._lost is None:
+            # All of it is here (a short answer comes with its head): no waiting.
+            pieces = self._pieces
+            data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+            pieces.clear()
+            self._buffered = 0
+            if self._paused and self._transport:
+                self._paused = False
+                self._transport.resume_reading()
+            return data
         parts = []
         while chunk := await self.readany(within):
             parts.append(chunk)
@@ -395,7 +404,11 @@ class Pool:
                 exchange = await self._open(address, connect_timeout)
             try:
                 exchange._send(payload)
-                await exchange._head(first_byte_timeout)
+                # The wait for the head, inline (not in a coroutine of its own).
+                while exchange._state == _HEAD:
+                    if exchange._lost is not None:
+                        raise exchange._lost
+                    await exchange._wait(first_byte_timeout)
             except Disconnected as exc:
                 exchange.close()
                 if reused and exc.before_response:
