@@ -9,7 +9,7 @@ Failures before any byte reached the client (connect error, reset, 502/503) are 
 once on another pod if the retry budget allows; other failures become OpenAI-style
 errors (502, 504). After the first byte of a stream, a failure ends the stream with an
 error event, and nothing is retried. A client that disconnects cancels the handler
-(the runner has ``handler_cancellation``), which closes the upstream connection, so the
+(the traffic server has ``handler_cancellation``), which closes the upstream connection, so the
 pod stops generating.
 """
 
@@ -29,7 +29,7 @@ from zeta_sidecar.errors import (
     UpstreamTimeout,
     sse_error_event,
 )
-from zeta_sidecar.gateway import GATEWAY, Gateway
+from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.headers import downstream_headers, request_head, upstream_headers
 from zeta_sidecar.tables import Pod, Pool, Snapshot
 from zeta_sidecar.upstream import Exchange
@@ -91,17 +91,16 @@ def _parse_json(raw: bytes) -> dict[str, object]:
     return body
 
 
-async def models(request: web.Request) -> web.Response:
+async def models(gw: Gateway, request: web.BaseRequest) -> web.Response:
     """``GET /v1/models``: the table's models and virtual models."""
-    snapshot = request.app[GATEWAY].store.current
+    snapshot = gw.store.current
     if snapshot is None:
         return NoHealthyPod("No routing table is loaded yet.").response()
     return web.Response(body=snapshot.models_json, content_type="application/json")
 
 
-async def completions(request: web.Request) -> web.StreamResponse:
+async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamResponse:
     """``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``."""
-    gw = request.app[GATEWAY]
     start = gw.clock()
     label = _UNKNOWN
     try:
@@ -141,7 +140,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _forward(
-    request: web.Request,
+    request: web.BaseRequest,
     *,
     gw: Gateway,
     snapshot: Snapshot,
@@ -210,7 +209,7 @@ async def _forward(
 
 
 async def _relay(
-    request: web.Request,
+    request: web.BaseRequest,
     *,
     gw: Gateway,
     pool: Pool,
@@ -251,7 +250,7 @@ def _answer_error(gw: Gateway, name: str, pool: Pool, pod: Pod, error: ApiError)
 
 
 async def _relay_stream(
-    request: web.Request,
+    request: web.BaseRequest,
     *,
     gw: Gateway,
     pool: Pool,

@@ -65,7 +65,7 @@ class Sidecar:
 SidecarFactory = Callable[..., Awaitable[Sidecar]]
 
 
-def _port(runner: web.AppRunner) -> int:
+def _port(runner: web.BaseRunner) -> int:
     for address in runner.addresses:
         if isinstance(address, tuple):
             return int(address[1])
@@ -74,7 +74,7 @@ def _port(runner: web.AppRunner) -> int:
 
 @pytest.fixture
 async def make_sidecar(tmp_path: Path) -> AsyncIterator[SidecarFactory]:
-    started: list[tuple[web.AppRunner, web.AppRunner]] = []
+    started: list[tuple[web.BaseRunner, web.AppRunner]] = []
 
     async def make(table: str | None, **changes: object) -> Sidecar:
         path = tmp_path / f"routing-{len(started)}.json"

@@ -270,6 +270,46 @@ async def test_client_disconnect_cancels_the_upstream_request(
     )
 
 
+# --- routes: the traffic port answers what the aiohttp router did ---------------------
+
+
+async def raw_exchange(url: str, request: bytes) -> bytes:
+    """Send ``request`` on a fresh connection (``Connection: close``); the whole answer."""
+    line, rest = request.split(b"\r\n", 1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    writer.write(line + b"\r\nConnection: close\r\n" + rest)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
+async def test_unknown_routes_and_methods_get_404_and_405(
+    make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    sidecar = await make_sidecar(table_json({"m": [endpoint("127.0.0.1:9")]}))
+    for method, path, status, allow in (
+        ("GET", "/nope", 404, None),
+        ("GET", "/v1/models/", 404, None),
+        ("POST", "/v1/chat%2Fcompletions", 404, None),
+        ("GET", "/v1/chat/completions", 405, "POST"),
+        ("PUT", "/v1/embeddings", 405, "POST"),
+        ("POST", "/v1/models", 405, "GET,HEAD"),
+    ):
+        async with http.request(method, f"{sidecar.url}{path}") as resp:
+            assert (resp.status, resp.headers.get("Allow")) == (status, allow), (method, path)
+    for method in ("GET", "HEAD"):
+        async with http.request(method, f"{sidecar.url}/v1/m%6Fdels?x=1") as resp:
+            assert resp.status == 200
+    # Expect: 100-continue is answered before the body is read; an unknown one is a 417.
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+    answer = await raw_exchange(sidecar.url, head + b"Expect: 100-continue\r\n\r\n{}")
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 ")
+    assert b'"model_not_found"' in answer
+    answer = await raw_exchange(sidecar.url, head + b"Expect: bogus\r\n\r\n{}")
+    assert answer.startswith(b"HTTP/1.1 417 ")
+
+
 # --- admin --------------------------------------------------------------------------------
 
 
