@@ -7,6 +7,8 @@ from collections import Counter
 import aiohttp
 import pytest
 
+from zeta_sidecar import proxy
+from zeta_sidecar.errors import BadRequest
 from zeta_sidecar.proxy import rewrite_model
 from zeta_sidecar.testing import endpoint, table_json
 from zeta_testbed.sim.server import RunningSim
@@ -34,11 +36,11 @@ async def error_of(resp: aiohttp.ClientResponse) -> dict[str, object]:
 
 def test_rewrite_splices_the_served_name_into_the_original_bytes() -> None:
     raw = b'{"messages": [{"role": "user", "content": "hi"}], "model" : "m7b", "n": 1}'
-    out = rewrite_model(raw, json.loads(raw), "m7b", "org/Real-7B", b'"org/Real-7B"')
+    out = rewrite_model(raw, "m7b", "org/Real-7B", b'"org/Real-7B"')
     assert (
         out == b'{"messages": [{"role": "user", "content": "hi"}], "model":"org/Real-7B", "n": 1}'
     )
-    assert rewrite_model(raw, json.loads(raw), "m7b", "m7b", b'"m7b"') is raw
+    assert rewrite_model(raw, "m7b", "m7b", b'"m7b"') is raw
 
 
 def test_rewrite_reserialises_when_splicing_is_ambiguous() -> None:
@@ -47,9 +49,51 @@ def test_rewrite_reserialises_when_splicing_is_ambiguous() -> None:
         b'{"tools": [{"model": "m"}], "model": "m"}',
         b'{"mod\\u0065l": "m", "x": {"model": "m"}}',
     ):
-        out = json.loads(rewrite_model(raw, json.loads(raw), "m", "served", b'"served"'))
+        out = json.loads(rewrite_model(raw, "m", "served", b'"served"'))
         assert out["model"] == "served"
         assert "served" not in json.dumps({k: v for k, v in out.items() if k != "model"})
+
+
+def test_rewrite_keeps_integers_beyond_64_bits_exact() -> None:
+    raw = b'{"tools": [{"model": "m", "n": 18446744073709551616}], "model": "m"}'
+    out = rewrite_model(raw, "m", "served", b'"served"')
+    assert b"18446744073709551616" in out
+    assert json.loads(out)["model"] == "served"
+
+
+# --- parsing the body: orjson when installed, json's answers either way -----------------
+# (Integers beyond 64 bits nested deeper than the top level may read as floats: nothing
+# reads them there, and a re-serialised body parses again with json, tested above.)
+
+PARSE_CASES = [
+    b'{"model": "m", "messages": [{"role": "user", "content": "h\\u00e9 \xc3\xa9"}]}',
+    b'{"model": "m", "temperature": NaN, "top_p": Infinity}',
+    b'{"model": "m", "max_tokens": 18446744073709551616, "seed": -9223372036854775809}',
+    b'{"model": "m", "a": 0.1, "b": -0.0, "c": 1e308, "d": 1e400, "e": "\\ud800"}',
+    b'\xef\xbb\xbf{"model": "m"}',
+    '{"model": "m"}'.encode("utf-16"),
+    b'{"model": "m", "model": "n"}',
+]
+BAD_CASES = [b"{not json", b"", b'{"a": 1} x', b'{"a": "\xff"}', b"[1, 2]", b"null", b'"m"']
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
+def test_the_body_parses_as_json_parses_it(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not fast:
+        monkeypatch.setattr(proxy, "_FAST_LOADS", None)
+    elif proxy._FAST_LOADS is None:
+        pytest.skip("orjson is not installed")
+    for raw in PARSE_CASES:
+        assert repr(proxy._parse_json(raw)) == repr(json.loads(raw)), raw
+    for raw in BAD_CASES:
+        expected = "Request body must be a JSON object."
+        try:
+            json.loads(raw)
+        except ValueError as exc:
+            expected = f"Request body is not valid JSON: {exc}"
+        with pytest.raises(BadRequest) as caught:
+            proxy._parse_json(raw)
+        assert caught.value.message == expected, raw
 
 
 # --- every error case: status and OpenAI-style body ------------------------------------
