@@ -278,8 +278,11 @@ class Testbed:
             log_dir=logs,
         )
         prometheus.write_config(self.state_dir / "prometheus.yml", self.kubeconfig)
+        # Recorded in `up`'s own state object: the one `up` saves, even when it fails
+        # (a record written only to the file would be lost then, and the process leaked).
+        record = self._spawn_prometheus(state)
         self._save(state)
-        self.start_prometheus()
+        self._wait_prometheus(record, ports.prometheus)
 
     def _link_clients(self, kubectl: Path) -> None:
         bin_dir = self.state_dir / "bin"
@@ -302,20 +305,27 @@ class Testbed:
     def start_prometheus(self) -> None:
         """Start (or restart) Prometheus on the testbed's fixed port."""
         with self._locked() as state:
-            record = processes.spawn(
-                "prometheus",
-                prometheus.argv(
-                    tools.locate("prometheus"),
-                    self.state_dir / "prometheus.yml",
-                    self.state_dir / "prometheus-data",
-                    state.ports.prometheus,
-                ),
-                log_dir=self.state_dir / "logs",
-            )
-            state.processes["prometheus"] = record
+            record = self._spawn_prometheus(state)
+        self._wait_prometheus(record, state.ports.prometheus)
+
+    def _spawn_prometheus(self, state: State) -> ProcessRecord:
+        record = processes.spawn(
+            "prometheus",
+            prometheus.argv(
+                tools.locate("prometheus"),
+                self.state_dir / "prometheus.yml",
+                self.state_dir / "prometheus-data",
+                state.ports.prometheus,
+            ),
+            log_dir=self.state_dir / "logs",
+        )
+        state.processes["prometheus"] = record
+        return record
+
+    def _wait_prometheus(self, record: ProcessRecord, port: int) -> None:
         processes.wait_ready(
             record,
-            lambda: processes.http_ok(f"http://127.0.0.1:{state.ports.prometheus}/-/ready"),
+            lambda: processes.http_ok(f"http://127.0.0.1:{port}/-/ready"),
             timeout=START_TIMEOUT,
             what="prometheus",
         )

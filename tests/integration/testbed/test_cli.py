@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from zeta_testbed import processes
 from zeta_testbed.testbed import Testbed
 
@@ -56,3 +58,32 @@ def test_bad_pod_counts_are_refused_with_a_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "SIZE=N with SIZE one of 4b, 7b, 14b" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_an_up_that_fails_half_way_leaves_no_process_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated failure after the control plane started")
+
+    monkeypatch.setattr(Testbed, "_register_pod", fail)
+    state_dir = tmp_path / "tb"
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        Testbed(state_dir).up({"7b": 1}, time_scale=10)
+    # Whatever was started, recorded or not, names the state folder in its command line.
+    assert _processes_mentioning(str(state_dir)) == []
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline}")
+    return found
