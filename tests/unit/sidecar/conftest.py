@@ -20,17 +20,6 @@ from zeta_testbed.sim.server import RunningSim, SimConfig, start
 FAST = SimConfig(preset=PRESETS["7b"], time_scale=1000.0, seed=7)
 
 
-@pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    """Fail a test that leaves asyncio tasks behind (a watcher, a prober, a handler...)."""
-    before = asyncio.all_tasks()
-    yield
-    for _ in range(5):
-        await asyncio.sleep(0)
-    leaked = asyncio.all_tasks() - before - {asyncio.current_task()}
-    assert not leaked, f"tasks leaked: {leaked}"
-
-
 SimFactory = Callable[..., Awaitable[RunningSim]]
 
 
