@@ -24,6 +24,7 @@ from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zeta_sidecar import sources
+from zeta_sidecar.errors import MethodNotAllowed, UnknownRoute
 from zeta_sidecar.gateway import GATEWAY, Gateway
 from zeta_sidecar.proxy import completions, models
 from zeta_sidecar.upstream import Pool as UpstreamPool
@@ -43,12 +44,17 @@ _GET = ("GET", "HEAD")
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
+def _not_allowed(request: web.BaseRequest, allow: tuple[str, ...]) -> web.Response:
+    message = f"Method {request.method} is not allowed for {request.rel_url.raw_path}."
+    return MethodNotAllowed(message, allow=allow).response()
+
+
 def traffic_handler(gateway: Gateway) -> Handler:
     """The OpenAI API on ``--port``: ``POST`` completions and embeddings, ``GET /v1/models``.
 
-    Answers as the ``Application`` router did before: ``Expect: 100-continue`` honoured,
-    paths matched decoded (``%2F`` kept), ``HEAD`` with ``GET``, aiohttp's 404 and 405
-    (with ``Allow``) for anything else.
+    As aiohttp's ``Application`` router would: ``Expect: 100-continue`` honoured, paths
+    matched decoded (``%2F`` kept), ``HEAD`` with ``GET``; anything else is a 404 or a
+    405 (with ``Allow``), with an OpenAI-style body as every other error here.
     """
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
@@ -58,12 +64,14 @@ def traffic_handler(gateway: Gateway) -> Handler:
         if path in _COMPLETIONS:
             if request.method == "POST":
                 return await completions(gateway, request)
-            raise web.HTTPMethodNotAllowed(request.method, _POST)
+            return _not_allowed(request, _POST)
         if path == _MODELS:
             if request.method in _GET:
                 return await models(gateway, request)
-            raise web.HTTPMethodNotAllowed(request.method, _GET)
-        raise web.HTTPNotFound()
+            return _not_allowed(request, _GET)
+        return UnknownRoute(
+            f"Invalid URL ({request.method} {request.rel_url.raw_path})."
+        ).response()
 
     return handle
 

@@ -21,9 +21,11 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "BodyTooLarge",
+    "MethodNotAllowed",
     "ModelNotFound",
     "NoCapacity",
     "NoHealthyPod",
+    "UnknownRoute",
     "UpstreamFailed",
     "UpstreamTimeout",
     "error_body",
@@ -63,6 +65,21 @@ class BadRequest(ApiError):
 
 class ModelNotFound(ApiError):
     status, kind, code = 404, "invalid_request_error", "model_not_found"
+
+
+class UnknownRoute(ApiError):
+    status, kind, code = 404, "invalid_request_error", "unknown_url"
+
+
+class MethodNotAllowed(ApiError):
+    status, kind, code = 405, "invalid_request_error", "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ",".join(self.allow)}
 
 
 class BodyTooLarge(ApiError):
