@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -66,21 +65,6 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _kubectl(testbed: Testbed, *args: str, stdin: str | None = None) -> str:
-    env = testbed.env()
-    done = subprocess.run(
-        [env["ZETA_KUBECTL"], *args],
-        input=stdin,
-        env={**env, "HOME": str(testbed.state_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise TestbedError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
@@ -109,12 +93,12 @@ def _routing_table(core: k8s.CoreV1Api, namespace: str) -> dict[str, Any] | None
 def _start(testbed: Testbed) -> tuple[int, int]:
     """CRD, ZetaRouter, operator and sidecar; returns the sidecar's (port, admin port)."""
     namespace = testbed.namespace
-    _kubectl(testbed, "apply", "-f", str(CRD))
-    _kubectl(testbed, "wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
+    testbed.kubectl("apply", "-f", str(CRD))
+    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
     router = yaml.safe_load(SAMPLE.read_text())
     router["spec"]["prometheus"]["url"] = testbed.prometheus_url
     router["spec"]["policy"]["interval"] = INTERVAL
-    _kubectl(testbed, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(router))
+    testbed.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(router))
     _say(f"  kubectl apply: CRD zetarouters.zeta.dev and ZetaRouter {namespace}/chat")
 
     testbed.run("zeta-operator", [_bin("zeta-operator"), "--namespace", namespace, "--standalone"])

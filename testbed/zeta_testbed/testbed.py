@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 import string
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -356,6 +358,42 @@ class Testbed:
                     return
             time.sleep(0.25)
         raise TestbedError(f"Prometheus sees {seen} model pods after {timeout:.0f} s, not {count}")
+
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+        """Run the testbed's kubectl (the real client) and return its output; a failure
+        raises with kubectl's own message."""
+        env = {**os.environ, **self.env(), "HOME": str(self.state_dir)}
+        done = subprocess.run(
+            [env["ZETA_KUBECTL"], *args],
+            input=stdin,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise TestbedError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
+        """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` (a token
+        from the TokenRequest API, valid for an hour), to prove a Role is enough."""
+        request = k8s.AuthenticationV1TokenRequest(
+            spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        )
+        with self.api_client() as api:
+            answer = k8s.CoreV1Api(api).create_namespaced_service_account_token(
+                name, namespace, request
+            )
+        if answer.status is None:
+            raise TestbedError(f"no token issued for ServiceAccount {namespace}/{name}")
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        for user in config["users"]:
+            user["user"] = {"token": answer.status.token}  # server and CA stay the testbed's
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
 
     # ------------------------------------------------------- other processes
     def run(

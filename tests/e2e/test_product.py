@@ -26,20 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "manifests/samples/zetarouter-testbed.yaml"
 
 
-def _kubectl(testbed: Testbed, *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, **testbed.env(), "HOME": str(testbed.state_dir)}
-    done = subprocess.run(
-        [env["ZETA_KUBECTL"], *args],
-        check=False,
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def _table(core: k8s.CoreV1Api, namespace: str) -> dict[str, object] | None:
     try:
         data = core.read_namespaced_config_map("chat-routing", namespace).data or {}
@@ -57,12 +43,12 @@ def product(
     """Pods, the sample ZetaRouter, an operator and a sidecar in the test's namespace."""
     for size in ("4b", "7b", "7b", "14b"):
         testbed.add_pod(size, namespace=namespace)
-    _kubectl(testbed, "apply", "-f", str(ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"))
-    _kubectl(testbed, "wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
+    testbed.kubectl("apply", "-f", str(ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"))
+    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
     router = yaml.safe_load(SAMPLE.read_text())
     router["spec"]["prometheus"]["url"] = testbed.prometheus_url
     router["spec"]["policy"]["interval"] = "1s"
-    _kubectl(testbed, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(router))
+    testbed.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(router))
 
     env = {**os.environ, **testbed.env()}
     port, admin = free_ports(2)
@@ -112,7 +98,7 @@ def product(
     finally:
         # While the operator still runs, so it releases its finalizer and the namespace
         # can go.
-        _kubectl(testbed, "delete", "zr", "chat", "-n", namespace, "--timeout=30s")
+        testbed.kubectl("delete", "zr", "chat", "-n", namespace, "--timeout=30s")
         for process in reversed(started):
             process.terminate()
             try:
@@ -167,6 +153,6 @@ def test_a_user_routes_openai_traffic_through_the_product(
     assert chunks[-1].usage.completion_tokens == 5
     assert {chunk.model for chunk in chunks} <= {"sim-4b", "sim-7b"}
 
-    status = json.loads(_kubectl(testbed, "get", "zr", "chat", "-n", namespace, "-o", "json"))
+    status = json.loads(testbed.kubectl("get", "zr", "chat", "-n", namespace, "-o", "json"))
     ready = {c["type"]: c["status"] for c in status["status"]["conditions"]}["Ready"]
     assert ready == "True"

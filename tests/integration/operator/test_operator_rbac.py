@@ -8,9 +8,7 @@ ClusterRole lacks shows as a missing table or status, or a "Forbidden" in the lo
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,21 +36,6 @@ MANIFESTS = ROOT / "manifests/operator"
 SERVICE_ACCOUNT = "zeta-operator"
 
 
-def kubectl(testbed: Testbed, *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, **testbed.env()}
-    done = subprocess.run(
-        [env["ZETA_KUBECTL"], *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
-
-
 def manifest(name: str) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((MANIFESTS / name).read_text())
     return doc
@@ -61,7 +44,7 @@ def manifest(name: str) -> dict[str, Any]:
 def test_the_operator_manifests_pass_a_server_side_dry_run(
     testbed: Testbed, crds: None, namespace: str
 ) -> None:
-    out = kubectl(testbed, "apply", "--dry-run=server", "-n", namespace, "-f", str(MANIFESTS))
+    out = testbed.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(MANIFESTS))
     applied = {line.split()[0] for line in out.splitlines() if "(server dry run)" in line}
     assert applied == {
         "clusterkopfpeering.kopf.dev/zeta-operator",
@@ -80,34 +63,23 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def service_account_kubeconfig(
-    testbed: Testbed, core: k8s.CoreV1Api, namespace: str, tmp_path: Path
-) -> Iterator[Path]:
+def service_account_kubeconfig(testbed: Testbed, namespace: str, tmp_path: Path) -> Iterator[Path]:
     """The manifests' ServiceAccount in the test's namespace, bound to the manifests'
     ClusterRole (by a binding named for the test), as a kubeconfig with its token."""
-    kubectl(testbed, "apply", "-n", namespace, "-f", str(MANIFESTS / "serviceaccount.yaml"))
-    kubectl(testbed, "apply", "-f", str(MANIFESTS / "clusterrole.yaml"))
+    testbed.kubectl("apply", "-n", namespace, "-f", str(MANIFESTS / "serviceaccount.yaml"))
+    testbed.kubectl("apply", "-f", str(MANIFESTS / "clusterrole.yaml"))
     binding = manifest("clusterrolebinding.yaml")
     binding["metadata"]["name"] = f"zeta-operator-{namespace}"
     (subject,) = binding["subjects"]
     assert subject["name"] == SERVICE_ACCOUNT
     subject["namespace"] = namespace
-    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(binding))
+    testbed.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(binding))
     try:
-        request = k8s.AuthenticationV1TokenRequest(
-            spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        yield testbed.service_account_kubeconfig(
+            namespace, SERVICE_ACCOUNT, tmp_path / "service-account.kubeconfig"
         )
-        token = core.create_namespaced_service_account_token(
-            SERVICE_ACCOUNT, namespace, request
-        ).status.token
-        config = yaml.safe_load(testbed.kubeconfig.read_text())
-        for user in config["users"]:
-            user["user"] = {"token": token}  # the server and its CA stay the testbed's
-        path = tmp_path / "service-account.kubeconfig"
-        path.write_text(yaml.safe_dump(config))
-        yield path
     finally:
-        kubectl(testbed, "delete", "clusterrolebinding", binding["metadata"]["name"])
+        testbed.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"])
 
 
 @pytest.fixture
@@ -115,11 +87,11 @@ def cluster_peering(testbed: Testbed, crds: None, namespace: str) -> Iterator[st
     """A ClusterKopfPeering of the test's own, so no other operator shares it."""
     name = f"zeta-{namespace}"
     peering = {**manifest("clusterkopfpeering.yaml"), "metadata": {"name": name}}
-    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(peering))
+    testbed.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(peering))
     try:
         yield name
     finally:
-        kubectl(testbed, "delete", "clusterkopfpeering", name)
+        testbed.kubectl("delete", "clusterkopfpeering", name)
 
 
 def deployment_args(*, peering: str, liveness: str) -> list[str]:
