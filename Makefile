@@ -49,6 +49,7 @@ bench: setup  ## every benchmark; each writes its table to bench/results/
 
 crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it is current)
 	$(BIN)/python -m zeta_api.crd > manifests/crds/zetarouters.zeta.dev.yaml
+	cp manifests/crds/zetarouters.zeta.dev.yaml charts/zeta-router/crds/
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
