@@ -142,9 +142,10 @@ async def watch_configmap(
             headers = conn.headers()
             try:
                 if version is None:
-                    version = await _get(
+                    version = await _list(
                         session=session,
-                        url=f"{base}/{ref.name}",
+                        url=base,
+                        name=ref.name,
                         headers=headers,
                         conn=conn,
                         ref=ref,
@@ -173,29 +174,32 @@ async def watch_configmap(
             backoff = min(_MAX_BACKOFF, backoff * 2)
 
 
-async def _get(
+async def _list(
     *,
     session: aiohttp.ClientSession,
     url: str,
+    name: str,
     headers: dict[str, str],
     conn: ApiConnection,
     ref: ConfigMapRef,
     apply: Apply,
 ) -> str:
-    async with session.get(url, headers=headers, ssl=conn.ssl) as resp:
-        if resp.status == 404:
-            logger.warning("ConfigMap %s does not exist (yet)", ref)
-            # Watch from "now": an ADDED event will bring it.
-            listing = await session.get(
-                url.rsplit("/", 1)[0], params={"limit": "1"}, headers=headers, ssl=conn.ssl
-            )
-            async with listing:
-                listing.raise_for_status()
-                return str((await listing.json())["metadata"]["resourceVersion"])
+    """List-then-watch: the ConfigMap if it exists, and the version to watch from.
+
+    One list call (filtered to the one name) gives both at the same resourceVersion, so
+    a ConfigMap created at any moment is either in the list or an ADDED event of the
+    watch; a GET followed by a separate list could miss one created in between.
+    """
+    params = {"fieldSelector": f"metadata.name={name}"}
+    async with session.get(url, params=params, headers=headers, ssl=conn.ssl) as resp:
         resp.raise_for_status()
-        obj = await resp.json()
-    _apply_object(obj, ref, apply)
-    return str(obj["metadata"]["resourceVersion"])
+        listing = await resp.json()
+    items = listing.get("items") or []
+    if items:
+        _apply_object(items[0], ref, apply)
+    else:
+        logger.warning("ConfigMap %s does not exist (yet)", ref)
+    return str(listing["metadata"]["resourceVersion"])
 
 
 def _apply_object(obj: dict[str, object], ref: ConfigMapRef, apply: Apply) -> None:
