@@ -443,47 +443,31 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
         router_bin = VLLM_ROUTER_VENV / "bin" / "vllm-router"
         router_note = ""
         vr_sse_port = free_port()
-        vrouter = procs.start(
-            "proxy-vllm-router",
-            [
+
+        def vllm_router_argv(port: int, backends: list[int]) -> list[str]:
+            return [
                 str(router_bin),
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(ports["vllm-router"]),
+                str(port),
                 "--policy",
                 "round_robin",
                 "--worker-urls",
-                *(f"http://127.0.0.1:{p}" for p in plain_ports),
+                *(f"http://127.0.0.1:{p}" for p in backends),
                 "--log-level",
                 "warning",
                 "--disable-retries",
                 "--disable-circuit-breaker",
                 "--prometheus-port",
                 str(free_port()),
-            ],
-            PROXY_CPU,
+            ]
+
+        vrouter = procs.start(
+            "proxy-vllm-router", vllm_router_argv(ports["vllm-router"], plain_ports), PROXY_CPU
         )
         vrouter_sse = procs.start(
-            "proxy-vllm-router-sse",
-            [
-                str(router_bin),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(vr_sse_port),
-                "--policy",
-                "round_robin",
-                "--worker-urls",
-                *(f"http://127.0.0.1:{p}" for p in sse_ports),
-                "--log-level",
-                "warning",
-                "--disable-retries",
-                "--disable-circuit-breaker",
-                "--prometheus-port",
-                str(free_port()),
-            ],
-            PROXY_CPU,
+            "proxy-vllm-router-sse", vllm_router_argv(vr_sse_port, sse_ports), PROXY_CPU
         )
         try:
             wait_http(f"http://127.0.0.1:{ports['vllm-router']}/health", vrouter, timeout=90)

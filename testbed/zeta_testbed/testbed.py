@@ -414,10 +414,6 @@ class Testbed:
             state.processes[name] = record
         return record
 
-    def stop(self, name: str) -> None:
-        """End a process started by ``run`` (or a testbed component, by its name)."""
-        processes.stop(self.state().processes[name])
-
     # ------------------------------------------------------------------ pods
     def add_pod(
         self,
@@ -457,11 +453,7 @@ class Testbed:
             manifest = pods.pod_manifest(pod.name, pod.namespace, pod.size, labels=labels)
             # The client sends a plain dict as it is; its stubs only know the model classes.
             core.create_namespaced_pod(pod.namespace, manifest)  # type: ignore[arg-type]
-            core.patch_namespaced_pod_status(
-                pod.name,
-                pod.namespace,
-                pods.status_patch(pod.ip, ready=ready, now=dt.datetime.now(dt.UTC)),
-            )
+        self.set_pod_ready(pod, ready)
 
     def set_pod_ready(self, pod: PodInfo, ready: bool) -> None:
         with self.api_client() as api:
