@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from openai import OpenAI
 
 from zeta_testbed import processes
@@ -79,17 +77,6 @@ def _wait(what: str, check: Any, timeout: float = 60) -> Any:
     raise TestbedError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _routing_table(core: k8s.CoreV1Api, namespace: str) -> dict[str, Any] | None:
-    try:
-        config_map = core.read_namespaced_config_map("chat-routing", namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    text = (config_map.data or {}).get("routing.json")
-    return json.loads(text) if text else None
-
-
 def _start(testbed: Testbed) -> tuple[int, int]:
     """CRD, ZetaRouter, operator and sidecar; returns the sidecar's (port, admin port)."""
     namespace = testbed.namespace
@@ -102,9 +89,9 @@ def _start(testbed: Testbed) -> tuple[int, int]:
     _say(f"  kubectl apply: CRD zetarouters.zeta.dev and ZetaRouter {namespace}/chat")
 
     testbed.run("zeta-operator", [_bin("zeta-operator"), "--namespace", namespace, "--standalone"])
-    with testbed.api_client() as api:
-        core = k8s.CoreV1Api(api)
-        table = _wait("the routing table", lambda: _routing_table(core, namespace), timeout=90)
+    table = _wait(
+        "the routing table", lambda: testbed.routing_table(namespace, "chat-routing"), timeout=90
+    )
     pods = sum(len(m["endpoints"]) for m in table["models"].values())
     revision = table["revision"]
     _say(f"  zeta-operator published ConfigMap chat-routing: {pods} pods, revision {revision}")
@@ -169,29 +156,27 @@ def _slow_pod_under_load(testbed: Testbed, client: OpenAI, admin: int) -> None:
         worker.start()
     started = time.monotonic()
     faulted = False
-    with testbed.api_client() as api:
-        core = k8s.CoreV1Api(api)
-        try:
-            while time.monotonic() - started < 24:
-                if not faulted and time.monotonic() - started > 4:
-                    _post(f"{slow.url}/admin/faults", {"slowdown": 4})
-                    faulted = True
-                table = _routing_table(core, testbed.namespace) or {"models": {}}
-                endpoints = table["models"].get("sim-7b", {}).get("endpoints", [])
-                weights = {e["pod"]: e["weight"] for e in endpoints}
-                shown = "  ".join(
-                    f"{p.name}{'*' if p is slow and faulted else ' '} {weights.get(p.name, 0):.2f}"
-                    for p in seven_b
-                )
-                elapsed = time.monotonic() - started
-                _say(f"  t={elapsed:4.0f}s  rev {table.get('revision', '?'):>3}  {shown}")
-                time.sleep(2)
-        finally:
-            stop.set()
-            for worker in workers:
-                worker.join(timeout=30)
-            request = urllib.request.Request(f"{slow.url}/admin/faults", method="DELETE")
-            urllib.request.urlopen(request, timeout=5).close()
+    try:
+        while time.monotonic() - started < 24:
+            if not faulted and time.monotonic() - started > 4:
+                _post(f"{slow.url}/admin/faults", {"slowdown": 4})
+                faulted = True
+            table = testbed.routing_table(testbed.namespace, "chat-routing") or {"models": {}}
+            endpoints = table["models"].get("sim-7b", {}).get("endpoints", [])
+            weights = {e["pod"]: e["weight"] for e in endpoints}
+            shown = "  ".join(
+                f"{p.name}{'*' if p is slow and faulted else ' '} {weights.get(p.name, 0):.2f}"
+                for p in seven_b
+            )
+            elapsed = time.monotonic() - started
+            _say(f"  t={elapsed:4.0f}s  rev {table.get('revision', '?'):>3}  {shown}")
+            time.sleep(2)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=30)
+        request = urllib.request.Request(f"{slow.url}/admin/faults", method="DELETE")
+        urllib.request.urlopen(request, timeout=5).close()
     _say("  (* = slowed) The weight is the operator's slow signal; the sidecar's per-pod")
     _say("  request counts below show its fast one, in-flight requests per capacity:")
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as response:

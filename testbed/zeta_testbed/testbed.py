@@ -395,6 +395,19 @@ class Testbed:
         path.chmod(0o600)
         return path
 
+    def routing_table(self, namespace: str, config_map: str) -> dict[str, Any] | None:
+        """The routing table an operator published in ``config_map``, or None if none yet."""
+        with self.api_client() as api:
+            try:
+                found = k8s.CoreV1Api(api).read_namespaced_config_map(config_map, namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        text = (found.data or {}).get("routing.json")
+        table: dict[str, Any] | None = json.loads(text) if text else None
+        return table
+
     # ------------------------------------------------------- other processes
     def run(
         self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -26,20 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "manifests/samples/zetarouter-testbed.yaml"
 
 
-def _table(core: k8s.CoreV1Api, namespace: str) -> dict[str, object] | None:
-    try:
-        data = core.read_namespaced_config_map("chat-routing", namespace).data or {}
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return json.loads(data["routing.json"]) if "routing.json" in data else None
-
-
 @pytest.fixture
-def product(
-    testbed: Testbed, namespace: str, core: k8s.CoreV1Api, tmp_path: Path
-) -> Iterator[OpenAI]:
+def product(testbed: Testbed, namespace: str, tmp_path: Path) -> Iterator[OpenAI]:
     """Pods, the sample ZetaRouter, an operator and a sidecar in the test's namespace."""
     for size in ("4b", "7b", "7b", "14b"):
         testbed.add_pod(size, namespace=namespace)
@@ -66,7 +52,7 @@ def product(
             )
         )
         deadline = time.monotonic() + 60
-        while _table(core, namespace) is None:
+        while testbed.routing_table(namespace, "chat-routing") is None:
             assert time.monotonic() < deadline, (tmp_path / "operator.log").read_text()
             time.sleep(0.2)
         started.append(
