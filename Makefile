@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tools lint typecheck test test-unit test-integration demo demo-down bench crd clean
+.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench crd clean
 
 setup: $(STAMP) tools  ## venv with the project (editable) and test extras, plus the Go tools
 
@@ -35,6 +35,12 @@ test-unit: $(STAMP)
 
 test-integration: setup
 	$(BIN)/pytest -m "integration or e2e"
+
+chaos: setup  ## the fault suite in full (its short form runs in make test)
+	ZETA_CHAOS=full $(BIN)/pytest tests/chaos
+
+soak: setup  ## 10 minutes of mixed load with faults on a schedule (2 minutes in make test)
+	ZETA_SOAK_SECONDS=600 $(BIN)/pytest tests/soak
 
 demo: setup  ## a testbed with simulated 4b/7b/14b pods and a little traffic
 	$(BIN)/python -m zeta_testbed.demo

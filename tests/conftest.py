@@ -23,10 +23,11 @@ SESSION_PODS = {"4b": 2, "7b": 2, "14b": 1}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The folder says what a test needs: tests/unit runs anywhere, tests/integration needs
-    # the testbed, tests/e2e the whole product on it.
+    # the testbed, tests/e2e the whole product on it; tests/hostile, tests/chaos and
+    # tests/soak are the hardening suites (issue 7).
     for item in items:
         parts = Path(str(item.fspath)).parts
-        for marker in ("unit", "integration", "e2e"):
+        for marker in ("unit", "integration", "e2e", "hostile", "chaos", "soak"):
             if marker in parts:
                 item.add_marker(marker)
 
