@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
+from zeta_testbed.sidecar import SidecarFactory, SidecarProcess, SidecarStartError, start_sidecar
 from zeta_testbed.testbed import Testbed
 
 SESSION_PODS = {"4b": 2, "7b": 2, "14b": 1}
@@ -64,3 +65,22 @@ def namespace(testbed: Testbed, core: k8s.CoreV1Api) -> Iterator[str]:
         for pod in testbed.pods(name):
             testbed.remove_pod(pod.name, name)
         core.delete_namespace(name)
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path) -> Iterator[SidecarFactory]:
+    """Start ``zeta-sidecar`` processes; each is SIGTERMed (by PID) at teardown."""
+    started: list[SidecarProcess] = []
+
+    def start(*source: str, ready: bool = True, extra: tuple[str, ...] = ()) -> SidecarProcess:
+        log = tmp_path / f"sidecar-{len(started)}.log"
+        try:
+            proc = start_sidecar(source, log=log, extra=extra, ready=ready)
+        except SidecarStartError as exc:
+            pytest.fail(str(exc))
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
