@@ -1,9 +1,9 @@
 """Which headers cross the proxy: hop-by-hop ones never do (RFC 9110 section 7.6.1).
 
 Pure functions over header multidicts. ``Host`` is not forwarded either: the upstream
-address comes only from the routing table, and aiohttp sets ``Host`` for it. Body
-framing (``Content-Length``, ``Transfer-Encoding``) is set again by whoever writes the
-body, so both are dropped too.
+address comes only from the routing table, and :func:`request_head` writes ``Host`` for
+it. Body framing (``Content-Length``, ``Transfer-Encoding``) is set again by whoever
+writes the body, so both are dropped too, and so is ``Expect`` (answered here).
 """
 
 from collections.abc import Iterable, Mapping
@@ -26,7 +26,10 @@ HOP_BY_HOP: Final = frozenset(
 )
 """Headers meaningful for one connection only."""
 
-_REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length"}
+_REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length", "expect"}
+"""``Expect`` too: the sidecar answers ``100-continue`` itself, once the body is within
+its limit, and sends the pod the whole body at once; a pod asked to expect would answer
+an interim ``100`` nobody waits for."""
 _RESPONSE_DROP: Final = HOP_BY_HOP | {"content-length", "server", "date"}
 
 

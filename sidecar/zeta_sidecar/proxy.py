@@ -50,6 +50,9 @@ else:
 _INT64 = 2.0**63
 
 _RETRY_STATUSES = frozenset({502, 503})
+_WHOLE_ANSWER_BYTES = 1 << 20
+"""Plain answers up to this size are read whole before the client gets a byte (a cut one
+is still a clean 502); longer ones are relayed piece by piece."""
 _WHITESPACE = frozenset(b" \t\r\n")
 _COLON = ord(":")
 _UNKNOWN = "unknown"
@@ -129,6 +132,8 @@ def _loads(raw: bytes) -> object:
         return json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:  # a hostile nesting depth; orjson refuses past 1,024 levels too
+        raise BadRequest("Request body is nested too deeply.") from None
 
 
 async def models(gw: Gateway, request: web.BaseRequest) -> web.Response:
@@ -271,17 +276,72 @@ async def _relay(
             timeouts=timeouts,
         )  # fmt: skip
     try:
-        data = await exchange.read(timeouts.first_byte)
+        # Most answers are whole by now; a long one is read up to a bound, so a pod's
+        # failure mid-answer can still become a clean 502 while it is short.
+        data = (
+            exchange.take()
+            if exchange.complete
+            else await exchange.read(timeouts.first_byte, limit=_WHOLE_ANSWER_BYTES)
+        )
     except TimeoutError:
         gw.failed(pod)
         return _answer_error(gw, name, pool, pod, UpstreamTimeout("Pod answer timed out."))
     except ConnectionError as exc:
         gw.failed(pod)
         return _answer_error(gw, name, pool, pod, UpstreamFailed(f"Pod answer cut: {exc}"))
+    if not exchange.complete:
+        return await _relay_pieces(
+            request, gw=gw, pool=pool, pod=pod, name=name, exchange=exchange, start=start,
+            first=data, timeouts=timeouts,
+        )  # fmt: skip
     elapsed = gw.clock() - start
     gw.metrics.request(name, pool.name, pod.name, status)
     gw.metrics.observe(name, elapsed, None)  # a plain answer's first byte is its last
     return web.Response(status=status, body=data, headers=downstream_headers(exchange.headers))
+
+
+async def _relay_pieces(
+    request: web.BaseRequest,
+    *,
+    gw: Gateway,
+    pool: Pool,
+    pod: Pod,
+    name: str,
+    exchange: Exchange,
+    start: float,
+    first: bytes,
+    timeouts: Timeouts,
+) -> web.StreamResponse:
+    """A plain answer too long to hold: relayed as it comes, never whole in memory.
+
+    Its status and headers are gone once the first piece is: a failure after that can
+    only cut the answer short (the client sees fewer bytes than ``Content-Length``
+    promised, or no final chunk), and the pod is counted as failed.
+    """
+    response = web.StreamResponse(
+        status=exchange.status, headers=downstream_headers(exchange.headers)
+    )
+    if exchange.content_length is not None:
+        response.content_length = exchange.content_length
+    await response.prepare(request)
+    chunk = first
+    try:
+        while chunk:
+            await response.write(chunk)
+            chunk = await exchange.readany(timeouts.idle)
+        await response.write_eof()
+    except (TimeoutError, ConnectionError) as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("the client left") from exc
+        gw.failed(pod)
+        logger.warning("answer from %s cut after its first byte: %r", pod.name, exc)
+        if request.transport is not None:
+            request.transport.abort()  # the only honest end of a half-sent answer
+        gw.metrics.request(name, pool.name, pod.name, 502)
+        return response
+    gw.metrics.request(name, pool.name, pod.name, exchange.status)
+    gw.metrics.observe(name, gw.clock() - start, None)
+    return response
 
 
 def _answer_error(gw: Gateway, name: str, pool: Pool, pod: Pod, error: ApiError) -> web.Response:

@@ -1,30 +1,43 @@
 """A lean HTTP/1.1 client for the pods: keep-alive connections per address, one write
-per request, responses parsed as they arrive.
+per request, responses parsed by llhttp as they arrive.
 
 Why not aiohttp's client: measured on one core, its per-request machinery (request and
 response objects, tracing hooks, cookie jar, timers) costs about four times what the
 aiohttp *server* costs for the same request, and made the sidecar a third as fast as a
-Rust router. The pods speak plain HTTP/1.1 on a loopback-like pod network, to one known
-address each, with bodies framed by ``Content-Length`` or chunked encoding: a small
-:class:`asyncio.Protocol` covers that, and nothing else is needed.
+Rust router. The pods speak plain HTTP/1.1 to one known address each: a small
+:class:`asyncio.Protocol` around ``httptools.HttpResponseParser`` (llhttp, the C parser
+of Node.js and uvicorn) covers that.
 
-What it does: a request is written as one buffer (head and body). The response head is
-parsed once; the body is handed out piece by piece (:meth:`Exchange.readany`, for
-streams) or whole (:meth:`Exchange.read`), de-chunked. Reading pauses while more than
-:data:`_HIGH_WATER` bytes wait for the consumer, so a slow client never makes a stream
-pile up in memory. A connection whose response was read to its end goes back to its
-address's idle stack; any other is closed, which is also how a cancelled request stops
-the pod's work.
+Why llhttp rather than a parser of our own: the framing of a response decides where the
+*next* response on the connection starts. A hand-written parser here once took an
+interim ``100 Continue`` for the answer and returned the connection to the pool with
+the real answer unread, so the next client got it. llhttp rejects every framing
+ambiguity (duplicate or signed ``Content-Length``, ``Content-Length`` with chunked,
+bad chunk sizes, a missing CRLF after chunk data, obs-fold, CR/LF/NUL in values) and
+finds message boundaries exactly; this module adds what llhttp leaves to its user:
 
-Errors, all before or during a response (a tree of built-in exceptions):
+- interim ``1xx`` responses are skipped; ``101`` and statuses outside 100-599 or
+  versions other than HTTP/1.x are protocol errors;
+- limits: a response head, and any bytes that carry no body (chunk-size lines,
+  extensions, trailers), are bounded by :data:`_MAX_OVERHEAD`; body bytes waiting for
+  the consumer by :data:`_HIGH_WATER` (reading pauses above it);
+- time limits are deadlines: the head must be complete within the first-byte timeout,
+  and each :meth:`Exchange.readany` gets body bytes within its ``within``, however
+  slowly other bytes trickle in;
+- a connection returns to its address's idle stack only when its response ended
+  exactly at its framing boundary, the pod allowed keep-alive and nothing else came.
+  Any other connection is closed, which is also how a cancelled request stops the
+  pod's work.
 
-- :class:`ConnectFailed` (a ``ConnectionError``): no connection could be opened; the
-  request never left, so it is safe to retry elsewhere.
-- :class:`Disconnected` (a ``ConnectionError``): the connection closed mid-exchange.
-  ``before_response`` says whether any response byte had come.
-- ``TimeoutError``: connect, first byte or idle timeout.
-- :class:`ProtocolError` (a ``ConnectionError``): the pod's answer is not HTTP/1.1 as
-  this client reads it.
+Errors, all before or during a response (a tree of built-in exceptions)::
+
+    ConnectionError
+    ├── ConnectFailed      no connection could be opened; the request never left, so it
+    │                      is safe to retry elsewhere
+    ├── Disconnected       the connection closed mid-exchange (``before_response`` says
+    │                      whether any response byte had come)
+    └── ProtocolError      the pod's answer is not HTTP/1.1 as RFC 9112 frames it
+    TimeoutError           connect, head or body deadline passed
 
 A reused idle connection may have been closed by the pod just as a request was written
 (keep-alive timeouts race); such a failure before any response byte is retried once on
@@ -37,13 +50,18 @@ import time
 from collections.abc import Sequence
 from typing import Final, cast
 
+import httptools
+
 __all__ = ["ConnectFailed", "Disconnected", "Exchange", "Pool", "ProtocolError"]
 
 _HIGH_WATER: Final = 1 << 20
 """Bytes of body buffered for the consumer before the socket stops being read."""
 
-_MAX_HEAD: Final = 64 * 1024
-"""Largest response head accepted."""
+_MAX_OVERHEAD: Final = 64 * 1024
+"""Most bytes accepted without any body progress: the head, or chunk-size lines,
+extensions and trailers between two pieces of body (and all framing within one read).
+A real head is under 1 KiB and a chunk-size line under 20 bytes; without a bound a pod
+could grow memory at will."""
 
 _IDLE_SECONDS: Final = 4.0
 """Idle connections older than this are closed, not reused: below uvicorn's 5 s
@@ -51,7 +69,7 @@ keep-alive default (vLLM's server), so the pod rarely closes one as it is reused
 
 _MAX_IDLE_PER_ADDRESS: Final = 256
 
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _UNTIL_EOF, _DONE = range(8)
+_HEAD, _BODY, _DONE = range(3)
 
 
 class ConnectFailed(ConnectionError):
@@ -70,6 +88,10 @@ class ProtocolError(ConnectionError):
     """The pod's answer could not be read as HTTP/1.1."""
 
 
+class _Unexpected(Exception):
+    """Raised from a parser callback to stop llhttp at bytes nobody asked for."""
+
+
 class Exchange(asyncio.Protocol):
     """One connection, and the response in progress on it."""
 
@@ -78,9 +100,15 @@ class Exchange(asyncio.Protocol):
         self.address = address
         self._loop = pool.loop
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
+        self._parser = httptools.HttpResponseParser(self)
         self._state = _DONE
-        self._remaining = 0
+        self._until_eof = False
+        self._received = 0
+        """Bytes received for the current response (tells a stale connection apart)."""
+        self._overhead = 0
+        """Bytes received since the last body progress (or since the request)."""
+        self._body_bytes = 0
+        """Body bytes in the read being parsed."""
         self._pieces: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._paused = False
@@ -90,8 +118,10 @@ class Exchange(asyncio.Protocol):
         self.idle_since = 0.0
         self.status = 0
         self.headers: list[tuple[str, str]] = []
-        """Response headers as received, in order."""
+        """Response headers as received, in order (names and values are latin-1)."""
         self.content_type = ""
+        self.content_length: int | None = None
+        """The body's declared length, or ``None`` when chunked or until close."""
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -101,152 +131,104 @@ class Exchange(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._reusable = False
-        if self._state == _UNTIL_EOF:
-            self._state = _DONE
+        if self._state == _BODY and self._until_eof:
+            self._state = _DONE  # a body framed by the connection's end is complete now
         elif self._state != _DONE and self._lost is None:
             self._lost = Disconnected(
                 f"connection to {self.address} lost: {exc or 'closed by the pod'}",
-                before_response=self._state == _HEAD and not self._buffer,
+                before_response=self._state == _HEAD and not self._received,
             )
         self._wake()
 
     def data_received(self, data: bytes) -> None:
-        if self._state == _HEAD:
-            # Usually the whole head (and a short body) comes in one read: then it is
-            # parsed from ``data`` as is, without going through the buffer.
-            if self._buffer:
-                self._buffer += data
-                data = bytes(self._buffer)
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                if len(data) > _MAX_HEAD:
-                    self._fail(ProtocolError("response head too large"))
-                elif not self._buffer:
-                    self._buffer += data
-                return
-            self._buffer.clear()
-            try:
-                self._parse_head(data[:end])
-            except (ValueError, IndexError) as exc:
-                self._fail(ProtocolError(f"bad response head from {self.address}: {exc}"))
-                return
-            if len(data) > end + 4:
-                self._body(data[end + 4 :])
-            self._wake()
-            return
         if self._state == _DONE:
-            self._reusable = False  # bytes nobody asked for: do not trust this connection
+            # Bytes nobody asked for (after a complete answer, or on an idle connection):
+            # this connection's framing can no longer be trusted.
+            self._reusable = False
             return
-        self._body(data)
+        self._received += len(data)
+        self._body_bytes = 0
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if not isinstance(cause, _Unexpected):
+                self._fail(ProtocolError(f"bad response from {self.address}: {cause or exc}"))
+                return
+        except httptools.HttpParserUpgrade:
+            self._fail(ProtocolError(f"{self.address} switched protocols"))
+            return
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"bad response from {self.address}: {exc}"))
+            return
+        if self._lost is None:
+            # Framing bytes since the last body progress (within one read, all of its
+            # framing: a real stream's chunk lines are a few bytes per event).
+            body = self._body_bytes
+            self._overhead = len(data) - body if body else self._overhead + len(data)
+            if self._overhead > _MAX_OVERHEAD:
+                what = "response head" if self._state == _HEAD else "chunk framing or trailers"
+                self._fail(ProtocolError(f"{what} from {self.address} over {_MAX_OVERHEAD} B"))
+                return
         self._wake()
 
     def pause_writing(self) -> None:  # requests are small; nothing to pause
         pass
 
-    # --- parsing ------------------------------------------------------------------------
+    # --- llhttp callbacks ---------------------------------------------------------------
 
-    def _parse_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        version, status, *_ = lines[0].split(" ", 2)
-        if not version.startswith("HTTP/1."):
-            raise ValueError(f"not HTTP/1.x: {lines[0][:40]!r}")
-        self.status = int(status)
-        headers = self.headers = []
-        length = -1
+    def on_message_begin(self) -> None:
+        if self._state == _DONE:
+            self._reusable = False
+            raise _Unexpected  # a second answer to one request: stop parsing here
+        self.headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._state == _HEAD:  # after the head, these are trailers: dropped
+            self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if not 100 <= status <= 599 or status == 101:
+            raise ProtocolError(f"status {status}")
+        if parser.get_http_version() not in ("1.1", "1.0"):
+            raise ProtocolError(f"HTTP/{parser.get_http_version()}")
+        if status < 200:
+            self.headers = []  # interim (100 Continue, 103 Early Hints): the answer follows
+            return
+        self.status = status
+        if not parser.should_keep_alive():
+            self._reusable = False
         chunked = False
-        close = version == "HTTP/1.0"
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError(f"bad header line {line[:40]!r}")
-            value = value.strip()
-            headers.append((name, value))
+        for name, value in self.headers:
             lower = name.lower()
-            if lower == "content-length":
-                length = int(value)
-            elif lower == "transfer-encoding":
-                chunked = value.lower().endswith("chunked")
-            elif lower == "content-type":
+            if lower == "content-type":
                 self.content_type = value.partition(";")[0].strip().lower()
-            elif lower == "connection":
-                tokens = value.lower()
-                close = "close" in tokens or (close and "keep-alive" not in tokens)
-        if close:
+            elif lower == "content-length":
+                self.content_length = int(value)  # llhttp accepted it: digits only
+            elif lower == "transfer-encoding":
+                chunked = True
+        # No length and not chunked: the body runs to the connection's end (llhttp
+        # knows 204 and 304 have none, and completes them at once).
+        self._until_eof = self.content_length is None and not chunked and status not in (204, 304)
+        if self._until_eof:
             self._reusable = False
-        if chunked:
-            self._state = _CHUNK_SIZE
-        elif length >= 0:
-            self._state, self._remaining = (_LENGTH, length) if length else (_DONE, 0)
-        elif self.status in (204, 304) or 100 <= self.status < 200:
+        self._state = _BODY
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        self._pieces.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._paused and self._transport:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self._state == _BODY:
             self._state = _DONE
-        else:
-            self._state = _UNTIL_EOF
-            self._reusable = False
 
-    def _body(self, data: bytes) -> None:
-        state = self._state
-        if state == _LENGTH:
-            if len(data) >= self._remaining:
-                if len(data) > self._remaining:
-                    self._reusable = False
-                    data = data[: self._remaining]
-                self._state = _DONE
-            self._remaining -= len(data)
-            self._push(data)
-        elif state == _UNTIL_EOF:
-            self._push(data)
-        else:
-            self._buffer += data
-            self._dechunk()
-
-    def _dechunk(self) -> None:  # noqa: PLR0912  # one state machine reads best in one place
-        buf = self._buffer
-        while buf:
-            state = self._state
-            if state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return
-                try:
-                    size = int(bytes(buf[:end]).split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    self._fail(ProtocolError("bad chunk size"))
-                    return
-                del buf[: end + 2]
-                self._state, self._remaining = (_CHUNK_DATA, size) if size else (_TRAILER, 0)
-            elif state == _CHUNK_DATA:
-                take = min(self._remaining, len(buf))
-                self._push(bytes(buf[:take]))
-                del buf[:take]
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = _CHUNK_CRLF
-            elif state == _CHUNK_CRLF:
-                if len(buf) < 2:
-                    return
-                del buf[:2]
-                self._state = _CHUNK_SIZE
-            elif state == _TRAILER:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return
-                del buf[: end + 2]
-                if end == 0:  # the empty line after the trailers
-                    self._state = _DONE
-                    if buf:
-                        self._reusable = False
-                    return
-            else:
-                self._reusable = False
-                return
-
-    def _push(self, data: bytes) -> None:
-        if data:
-            self._pieces.append(data)
-            self._buffered += len(data)
-            if self._buffered > _HIGH_WATER and not self._paused and self._transport:
-                self._paused = True
-                self._transport.pause_reading()
+    # --- failures and wake-ups ----------------------------------------------------------
 
     def _fail(self, exc: BaseException) -> None:
         self._lost = exc
@@ -262,10 +244,10 @@ class Exchange(asyncio.Protocol):
 
     # --- the consumer's side --------------------------------------------------------------
 
-    async def _wait(self, within: float) -> None:
+    async def _wait(self, deadline: float) -> None:
         waiter = self._waiter = self._loop.create_future()
         # One timer per wait, not an asyncio.timeout() context: cheaper on the hot path.
-        timer = self._loop.call_later(within, _expire, waiter)
+        timer = self._loop.call_at(deadline, _expire, waiter)
         try:
             await waiter
         finally:
@@ -275,18 +257,34 @@ class Exchange(asyncio.Protocol):
     def _send(self, data: bytes) -> None:
         assert self._transport is not None
         self._state = _HEAD
-        self._buffer.clear()
-        self.status, self.headers, self.content_type = 0, [], ""
+        self._received = self._overhead = 0
+        self.status, self.headers, self.content_type, self.content_length = 0, [], "", None
         self._transport.write(data)
 
-    async def readany(self, within: float) -> bytes:
-        """The next body bytes, waiting at most ``within`` seconds; ``b""`` at the end."""
-        while not self._pieces:
-            if self._state == _DONE:
-                return b""
+    async def _head(self, within: float) -> None:
+        """Wait until the response head is in, at most ``within`` seconds in all."""
+        deadline = self._loop.time() + within
+        while self._state == _HEAD:
             if self._lost is not None:
                 raise self._lost
-            await self._wait(within)
+            await self._wait(deadline)
+
+    @property
+    def complete(self) -> bool:
+        """The whole body is here (in memory, not yet taken)."""
+        return self._state == _DONE and self._lost is None
+
+    async def readany(self, within: float) -> bytes:
+        """The next body bytes, within ``within`` seconds however others trickle; ``b""``
+        at the end."""
+        if not self._pieces:
+            deadline = self._loop.time() + within
+            while not self._pieces:
+                if self._state == _DONE:
+                    return b""
+                if self._lost is not None:
+                    raise self._lost
+                await self._wait(deadline)
         data = self._pieces.popleft()
         self._buffered -= len(data)
         if self._paused and self._buffered <= _HIGH_WATER // 2 and self._transport:
@@ -294,21 +292,32 @@ class Exchange(asyncio.Protocol):
             self._transport.resume_reading()
         return data
 
-    async def read(self, within: float) -> bytes:
-        """The whole body, with at most ``within`` seconds between two pieces."""
-        if self._state == _DONE and self._lost is None:
-            # All of it is here (a short answer comes with its head): no waiting.
-            pieces = self._pieces
-            data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
-            pieces.clear()
-            self._buffered = 0
-            if self._paused and self._transport:
-                self._paused = False
-                self._transport.resume_reading()
-            return data
+    def take(self) -> bytes:
+        """All body bytes buffered now (the whole body once :attr:`complete`)."""
+        pieces = self._pieces
+        data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        self._buffered = 0
+        if self._paused and self._transport:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def read(self, within: float, *, limit: int | None = None) -> bytes:
+        """The whole body, with at most ``within`` seconds between two pieces.
+
+        With ``limit``, stops once more than ``limit`` bytes are in and returns what it
+        has (check :attr:`complete`): the caller relays the rest piece by piece.
+        """
+        if self.complete:
+            return self.take()  # a short answer comes with its head: no waiting
         parts = []
+        size = 0
         while chunk := await self.readany(within):
             parts.append(chunk)
+            size += len(chunk)
+            if limit is not None and size > limit:
+                break
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def release(self) -> None:
@@ -404,11 +413,7 @@ class Pool:
                 exchange = await self._open(address, connect_timeout)
             try:
                 exchange._send(payload)
-                # The wait for the head, inline (not in a coroutine of its own).
-                while exchange._state == _HEAD:
-                    if exchange._lost is not None:
-                        raise exchange._lost
-                    await exchange._wait(first_byte_timeout)
+                await exchange._head(first_byte_timeout)
             except Disconnected as exc:
                 exchange.close()
                 if reused and exc.before_response:

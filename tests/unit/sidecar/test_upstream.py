@@ -173,3 +173,200 @@ async def test_body_until_close_when_unframed(serve: Callable[[Handler], Awaitab
     assert await exchange.read(1) == b'{"a": 1}'
     exchange.release()
     pool.close()
+
+
+# --- issue 7: framing the pod decides, never guessed ------------------------------------
+
+
+def _answering(*answers: bytes, then_wait: bool = True) -> Handler:
+    """A server that answers the requests on one connection with ``answers`` in turn."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in answers:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(answer)
+            await writer.drain()
+        if then_wait:
+            await reader.read()
+
+    return handler
+
+
+async def test_an_interim_100_is_skipped_and_the_real_answer_read(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    # Defect: the old parser took "100 Continue" for the answer and pooled the connection
+    # with the real answer unread, so the next request got it (a cross-client leak).
+    first = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+    second = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
+    pool = Pool(asyncio.get_running_loop())
+    address = await serve(_answering(first, second))
+    bodies = []
+    for _ in range(2):
+        exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
+        assert exchange.status == 200
+        bodies.append(await exchange.read(2))
+        exchange.release()
+    assert bodies == [b"first", b"second"]
+    pool.close()
+
+
+async def test_bytes_after_a_complete_answer_keep_the_connection_out_of_the_pool(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    connections = 0
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await _answering(smuggled, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")(
+            reader, writer
+        )
+
+    pool = Pool(asyncio.get_running_loop())
+    address = await serve(handler)
+    exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
+    assert await exchange.read(2) == b"ok"
+    exchange.release()
+    exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
+    assert await exchange.read(2) == b"ok"  # a new connection, whose first answer is "ok"
+    exchange.release()
+    assert connections == 2
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", id="two-lengths"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", id="same-length-twice"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", id="signed-length"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 1_2\r\n\r\nok", id="underscore-length"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", id="length-and-chunked"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok", id="obs-fold"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-A : a\r\nContent-Length: 2\r\n\r\nok", id="space-before-colon"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok", id="nul-in-value"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok", id="cr-in-value"),
+        pytest.param(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n", id="101"),
+        pytest.param(b"HTTP/1.1 600 Nope\r\nContent-Length: 2\r\n\r\nok", id="status-600"),
+        pytest.param(b"HTTP/1.1 000 Nope\r\nContent-Length: 2\r\n\r\nok", id="status-000"),
+        pytest.param(b"HTTP/1.1 1000 Nope\r\nContent-Length: 2\r\n\r\nok", id="status-1000"),
+        pytest.param(b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok", id="http-2.0"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", id="1MB-header"),
+    ],
+)  # fmt: skip
+async def test_an_ambiguous_or_invalid_head_is_a_protocol_error(
+    serve: Callable[[Handler], Awaitable[str]], answer: bytes
+) -> None:
+    pool = Pool(asyncio.get_running_loop())
+    address = await serve(_answering(answer))
+    with pytest.raises(ProtocolError):
+        exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
+        await exchange.read(1)
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"-1\r\nok\r\n0\r\n\r\n", id="negative-size"),
+        pytest.param(b"0x2\r\nok\r\n0\r\n\r\n", id="hex-prefixed-size"),
+        pytest.param(b"FFFFFFFFFFFFFFFFFFFF\r\nok\r\n", id="huge-size"),
+        pytest.param(b"2\r\nokXX0\r\n\r\n", id="no-crlf-after-data"),
+        pytest.param(b"2;" + b"e" * (100 * 1024), id="endless-extension"),
+        pytest.param(b"2\r\nok\r\n0\r\n" + b"X-T: 1\r\n" * 20_000 + b"\r\n", id="endless-trailers"),
+    ],
+)
+async def test_bad_chunked_framing_is_a_protocol_error(
+    serve: Callable[[Handler], Awaitable[str]], body: bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    pool = Pool(asyncio.get_running_loop())
+    address = await serve(_answering(head + body))
+    exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
+    with pytest.raises(ProtocolError):
+        await exchange.read(2)
+    exchange.release()
+    pool.close()
+
+
+async def test_a_trickled_chunk_line_does_not_hold_the_deadline_open(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    # Defect: the idle timer restarted on every byte, so a pod trickling a chunk-size
+    # line held the client as long as it liked.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(200):
+            writer.write(b"0")  # a chunk-size line that never ends
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    pool = Pool(asyncio.get_running_loop())
+    exchange = await pool.request(
+        await serve(handler), REQUEST, connect_timeout=1, first_byte_timeout=1
+    )
+    loop = asyncio.get_running_loop()
+    begun = loop.time()
+    with pytest.raises(TimeoutError):
+        await exchange.readany(0.2)
+    # Virtual-time-free check on ordering, not speed: the deadline passed long before the
+    # 2 s the pod would trickle for.
+    assert loop.time() - begun < 1.5
+    exchange.release()
+    pool.close()
+
+
+async def test_a_trickled_head_does_not_hold_the_first_byte_deadline_open(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    pool = Pool(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    begun = loop.time()
+    with pytest.raises(TimeoutError):
+        await pool.request(await serve(handler), REQUEST, connect_timeout=1, first_byte_timeout=0.2)
+    assert loop.time() - begun < 1.5
+    pool.close()
+
+
+async def test_a_long_answer_is_read_in_pieces_with_bounded_buffering(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    size = 8 << 20
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        piece = b"x" * 65536
+        for _ in range(size // len(piece)):
+            writer.write(piece)
+            await writer.drain()
+        await reader.read()
+
+    pool = Pool(asyncio.get_running_loop())
+    exchange = await pool.request(
+        await serve(handler), REQUEST, connect_timeout=1, first_byte_timeout=2
+    )
+    assert exchange.content_length == size
+    first = await exchange.read(2, limit=1 << 20)
+    assert not exchange.complete
+    assert (1 << 20) < len(first) < size
+    received = len(first)
+    while piece := await exchange.readany(2):
+        received += len(piece)
+        assert exchange._buffered <= 2 << 20  # paused reading keeps the backlog bounded
+    assert received == size and exchange.complete
+    exchange.release()
+    pool.close()
