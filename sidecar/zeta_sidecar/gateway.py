@@ -47,6 +47,8 @@ class Gateway:
         self.metrics = Metrics(self.store.pods)
         self.budget = RetryBudget(budget=0.2, min_per_second=10.0)
         self.draining = False
+        self.large_bodies = asyncio.Semaphore(1)
+        """Held while a large request body is parsed: one at a time (see proxy.py)."""
         self._session: aiohttp.ClientSession | None = None
         self._upstream: UpstreamPool | None = None
 

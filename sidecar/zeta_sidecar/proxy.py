@@ -13,6 +13,7 @@ error event, and nothing is retried. A client that disconnects cancels the handl
 pod stops generating.
 """
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -50,6 +51,8 @@ else:
 _INT64 = 2.0**63
 
 _RETRY_STATUSES = frozenset({502, 503})
+_LARGE_BODY_BYTES = 1 << 20
+"""Request bodies above this size are parsed one at a time (see :func:`completions`)."""
 _WHOLE_ANSWER_BYTES = 1 << 20
 """Plain answers up to this size are read whole before the client gets a byte (a cut one
 is still a clean 502); longer ones are relayed piece by piece."""
@@ -161,15 +164,16 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BodyTooLarge(f"Request body is over the limit of {limit} bytes.") from None
-        body = _parse_json(raw)
-        name = body.get("model")
-        pool = gw.router.resolve(snapshot, name, body)
-        assert isinstance(name, str)  # resolve refuses anything else
+        if len(raw) > _LARGE_BODY_BYTES:
+            # Parsing holds the event loop (~5 ms per MiB; no JSON parser lets go of the
+            # GIL): large bodies take turns, and the requests waiting meanwhile run between
+            # them, so no burst of big prompts stalls every other client at once.
+            async with gw.large_bodies:
+                await asyncio.sleep(0)
+                pool, name, payload = _prepare(gw, snapshot, raw)
+        else:
+            pool, name, payload = _prepare(gw, snapshot, raw)
         label = name
-        payload = rewrite_model(
-            raw, name, pool.served_model_name, pool.served_json,
-            name_json=snapshot.names_json.get(name),
-        )  # fmt: skip
     except ApiError as exc:
         gw.metrics.request(label, "", "", exc.status)
         return exc.response()
@@ -182,6 +186,19 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
         payload=payload,
         start=start,
     )
+
+
+def _prepare(gw: Gateway, snapshot: Snapshot, raw: bytes) -> tuple[Pool, str, bytes]:
+    """Parse a body, resolve its model to a pool, and rewrite the model it names."""
+    body = _parse_json(raw)
+    name = body.get("model")
+    pool = gw.router.resolve(snapshot, name, body)
+    assert isinstance(name, str)  # resolve refuses anything else
+    payload = rewrite_model(
+        raw, name, pool.served_model_name, pool.served_json,
+        name_json=snapshot.names_json.get(name),
+    )  # fmt: skip
+    return pool, name, payload
 
 
 async def _forward(
