@@ -8,7 +8,8 @@ of the processes that use it.
 Layers, bottom up: :mod:`~zeta_api.errors` and :mod:`~zeta_api.durations`;
 :mod:`~zeta_api.schema` (declarative fields), :mod:`~zeta_api.codec` (wire form) and
 :mod:`~zeta_api.openapi` (CRD schema); the documents :mod:`~zeta_api.router`,
-:mod:`~zeta_api.status`, :mod:`~zeta_api.balancing` and :mod:`~zeta_api.table`;
+:mod:`~zeta_api.status`, :mod:`~zeta_api.balancing`, :mod:`~zeta_api.traffic` and
+:mod:`~zeta_api.table`;
 :mod:`~zeta_api.crd` generates the CRD (``python -m zeta_api.crd``).
 
 What is exported here is the public surface; the field machinery is not.
@@ -70,6 +71,7 @@ from zeta_api.table import (
     dump_routing_table,
     parse_routing_table,
 )
+from zeta_api.traffic import PriorityClass, QueueTimeoutStatus, Tenant, Traffic
 
 __all__ = [
     "API_VERSION",
@@ -102,8 +104,10 @@ __all__ = [
     "Outlier",
     "Picker",
     "PolicySpec",
+    "PriorityClass",
     "PrometheusSpec",
     "QueryOverrides",
+    "QueueTimeoutStatus",
     "Retry",
     "RoutingTable",
     "RoutingTableRef",
@@ -118,7 +122,9 @@ __all__ = [
     "Strategy",
     "TableError",
     "TableStatus",
+    "Tenant",
     "Timeouts",
+    "Traffic",
     "VirtualModelEntry",
     "VirtualModelSpec",
     "ZetaApiError",

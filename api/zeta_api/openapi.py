@@ -60,7 +60,8 @@ def _field_schema(f: FieldPlan) -> dict[str, object]:
 
 
 def _schema_default(f: FieldPlan) -> object:
-    if f.meta.default_doc:
+    if f.meta.default_doc and not (isinstance(f.default, tuple) and f.default):
+        # A computed default; a non-empty list default is real, only too long to show.
         return None
     if f.factory is not None:
         # An object whose fields all default: `{}` lets the apiserver fill them in, so

@@ -20,6 +20,7 @@ from zeta_api.balancing import Balancing
 from zeta_api.codec import dump, load
 from zeta_api.errors import SpecError
 from zeta_api.schema import Rule, Violation, prop, record
+from zeta_api.traffic import Traffic
 
 __all__ = [
     "API_VERSION",
@@ -420,6 +421,14 @@ def _virtual_names_differ(spec: "ZetaRouterSpec") -> Violation | None:
     return None
 
 
+def _class_defaults_name_models(spec: "ZetaRouterSpec") -> Violation | None:
+    names = {m.name for m in spec.models} | {v.name for v in spec.virtual_models}
+    for name in spec.traffic.model_classes:
+        if name not in names:
+            return f".traffic.modelClasses.{name}", f"{name!r} is not a model or virtual model"
+    return None
+
+
 def _candidates_are_models(spec: "ZetaRouterSpec") -> Violation | None:
     models = {m.name for m in spec.models}
     for i, v in enumerate(spec.virtual_models):
@@ -455,6 +464,11 @@ class ZetaRouterSpec:
         "How the sidecars pick pods, retry and eject; copied into the routing table.",
         default_factory=Balancing,
     )
+    traffic: Traffic = prop(
+        "Priority classes, admission when a model is saturated, and per-tenant rate "
+        "limits; copied into the routing table.",
+        default_factory=Traffic,
+    )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -470,6 +484,14 @@ class ZetaRouterSpec:
             "every candidate of a virtual model must be the name of a model in spec.models",
             _candidates_are_models,
             field_path=".virtualModels",
+        ),
+        Rule(
+            "!has(self.traffic) || !has(self.traffic.modelClasses) || "
+            "self.traffic.modelClasses.all(k, self.models.exists(m, m.name == k) || "
+            "(has(self.virtualModels) && self.virtualModels.exists(v, v.name == k)))",
+            "every key of traffic.modelClasses must name a model or a virtual model",
+            _class_defaults_name_models,
+            field_path=".traffic",
         ),
     )
 

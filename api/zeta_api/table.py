@@ -33,6 +33,7 @@ from zeta_api.router import (
     Strategy,
 )
 from zeta_api.schema import matches, prop, record
+from zeta_api.traffic import Traffic
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -134,6 +135,7 @@ class RoutingTable:
         "Virtual models by name.", default_factory=dict
     )
     balancing: Balancing = prop("How sidecars pick, retry and eject.", default_factory=Balancing)
+    traffic: Traffic = prop("Priority classes, admission and rate limits.", default_factory=Traffic)
 
 
 def parse_routing_table(text: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> RoutingTable:

@@ -92,4 +92,5 @@ def build_table(
             for v in spec.virtual_models
         },
         balancing=spec.balancing,
+        traffic=spec.traffic,
     )

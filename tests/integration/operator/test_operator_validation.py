@@ -81,3 +81,42 @@ def test_virtual_model_named_like_a_model_is_refused(
     virtual = [{"name": "sim-4b", "strategy": "weighted", "candidates": ["sim-7b"]}]
     message = refused(custom, namespace, variant(virtualModels=virtual))
     assert "spec.virtualModels" in message
+
+
+def test_traffic_classes_are_accepted(custom: k8s.CustomObjectsApi, namespace: str) -> None:
+    traffic = {
+        "classes": [
+            {"name": "gold", "priority": 10, "maxQueueTime": "5s"},
+            {"name": "batch", "priority": 1, "sheddable": True, "queueTimeoutStatus": "429"},
+        ],
+        "defaultClass": "gold",
+        "tenants": [{"name": "acme", "priorityClass": "batch", "requestsPerSecond": 2}],
+        "modelClasses": {"sim-4b": "batch"},
+    }
+    custom.create_namespaced_custom_object(
+        "zeta.dev", "v1alpha1", namespace, "zetarouters", variant(traffic=traffic)
+    )
+
+
+@pytest.mark.parametrize(
+    ("traffic", "field", "words"),
+    [
+        pytest.param({"defaultClass": "gold"}, "spec.traffic.defaultClass", "declared class",
+                     id="default-class-undeclared"),
+        pytest.param({"tenants": [{"name": "acme", "priorityClass": "gold"}]},
+                     "spec.traffic.tenants", "declared class", id="tenant-class-undeclared"),
+        pytest.param({"modelClasses": {"sim-4b": "gold"}}, "spec.traffic.modelClasses",
+                     "declared class", id="model-class-undeclared"),
+        pytest.param({"modelClasses": {"sim-70b": "standard"}}, "spec.traffic",
+                     "model or a virtual model", id="model-class-for-no-model"),
+        pytest.param({"classes": [{"name": "a", "priority": 1, "queueTimeoutStatus": "500"}],
+                      "defaultClass": "a"}, "spec.traffic.classes[0].queueTimeoutStatus",
+                     "429", id="queue-timeout-status"),
+    ],
+)  # fmt: skip
+def test_traffic_mistakes_are_refused(
+    custom: k8s.CustomObjectsApi, namespace: str, traffic: dict[str, Any], field: str, words: str
+) -> None:
+    message = refused(custom, namespace, variant(traffic=traffic))
+    assert field in message
+    assert words in message

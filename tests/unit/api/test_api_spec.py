@@ -33,6 +33,41 @@ pytestmark = pytest.mark.unit
 Doc = dict[str, Any]
 
 
+class TestTraffic:
+    def test_the_default_classes_shed_only_sheddable(self, spec_doc: Doc) -> None:
+        traffic = parse_spec(spec_doc).traffic
+        assert [(c.name, c.priority, c.sheddable) for c in traffic.classes] == [
+            ("critical", 300, False),
+            ("standard", 200, False),
+            ("sheddable", 100, True),
+        ]
+        assert traffic.default_class == "standard"
+        assert (traffic.class_header, traffic.tenant_header) == ("x-zeta-priority", "x-zeta-tenant")
+        assert traffic.tenants == ()
+        assert traffic.gateway_replicas == 1
+
+    def test_classes_tenants_and_limits_parse(self, spec_doc: Doc) -> None:
+        spec_doc["traffic"] = {
+            "classes": [
+                {"name": "gold", "priority": 10, "maxQueueTime": "5s"},
+                {"name": "batch", "priority": 1, "sheddable": True, "queueTimeoutStatus": "429"},
+            ],
+            "defaultClass": "gold",
+            "tenants": [
+                {"name": "acme", "priorityClass": "batch", "requestsPerSecond": 2.5,
+                 "tokensPerMinute": 6000, "apiKeySha256": ["a" * 64]},
+            ],
+            "modelClasses": {"auto": "batch"},
+            "gatewayReplicas": 3,
+        }  # fmt: skip
+        traffic = parse_spec(spec_doc).traffic
+        assert traffic.classes[0].max_queue_time == 5.0
+        assert traffic.classes[1].queue_timeout_status == "429"
+        acme = traffic.tenants[0]
+        assert (acme.requests_per_second, acme.burst, acme.tokens_per_minute) == (2.5, None, 6000)
+        assert traffic.model_classes == {"auto": "batch"}
+
+
 class TestDefaults:
     def test_a_minimal_spec_gets_the_documented_defaults(self, spec_doc: Doc) -> None:
         spec = parse_spec(spec_doc)
@@ -398,6 +433,48 @@ INVALID = [
         _set("models.1.selector.matchExpressions.0.values", []),
         "spec.models[1].selector.matchExpressions[0].values",
         "non-empty for In",
+    ),
+    (
+        "default class not declared",
+        _set("traffic", {"defaultClass": "gold"}),
+        "spec.traffic.defaultClass",
+        "'gold' is not a declared class",
+    ),
+    (
+        "tenant class not declared",
+        _set("traffic", {"tenants": [{"name": "acme", "priorityClass": "gold"}]}),
+        "spec.traffic.tenants[0].priorityClass",
+        "'gold' is not a declared class",
+    ),
+    (
+        "model class not declared",
+        _set("traffic", {"modelClasses": {"qwen-4b": "gold"}}),
+        "spec.traffic.modelClasses.qwen-4b",
+        "'gold' is not a declared class",
+    ),
+    (
+        "model class for no model",
+        _set("traffic", {"modelClasses": {"qwen-70b": "standard"}}),
+        "spec.traffic.modelClasses.qwen-70b",
+        "'qwen-70b' is not a model or virtual model",
+    ),
+    (
+        "api key not a digest",
+        _set("traffic", {"tenants": [{"name": "acme", "apiKeySha256": ["sk-secret"]}]}),
+        "spec.traffic.tenants[0].apiKeySha256[0]",
+        "must match",
+    ),
+    (
+        "queue timeout status",
+        _set(
+            "traffic",
+            {
+                "classes": [{"name": "a", "priority": 1, "queueTimeoutStatus": "500"}],
+                "defaultClass": "a",
+            },
+        ),
+        "spec.traffic.classes[0].queueTimeoutStatus",
+        "must be one of",
     ),
     (
         "Exists with values",
