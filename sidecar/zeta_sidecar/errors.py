@@ -5,26 +5,36 @@ Tree::
     ApiError                 any request the proxy answers itself
     ├── BadRequest           400, malformed JSON or body
     ├── ModelNotFound        404, missing or unknown model
+    ├── RequestTimeout       408, the client sent its request head or body too slowly
     ├── BodyTooLarge         413
-    ├── NoCapacity           429, every eligible tier saturated (with Retry-After)
+    ├── ExpectationFailed    417, an ``Expect`` other than ``100-continue``
+    ├── NoCapacity           429, a sheddable request to a saturated model (Retry-After)
+    ├── RateLimited          429, the tenant is over its rate limit (x-ratelimit-*)
     ├── NoHealthyPod         503, no table yet, or no pod to send to
     ├── UpstreamFailed       502, the pod failed or was unreachable
     └── UpstreamTimeout      504, the pod did not answer in time
 """
 
 import json
-from typing import ClassVar
+import math
+from typing import TYPE_CHECKING, ClassVar
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from zeta_sidecar.limits import Refusal
 
 __all__ = [
     "ApiError",
     "BadRequest",
     "BodyTooLarge",
+    "ExpectationFailed",
     "MethodNotAllowed",
     "ModelNotFound",
     "NoCapacity",
     "NoHealthyPod",
+    "RateLimited",
+    "RequestTimeout",
     "UnknownRoute",
     "UpstreamFailed",
     "UpstreamTimeout",
@@ -82,8 +92,16 @@ class MethodNotAllowed(ApiError):
         return {"Allow": ",".join(self.allow)}
 
 
+class RequestTimeout(ApiError):
+    status, kind, code = 408, "invalid_request_error", "request_timeout"
+
+
 class BodyTooLarge(ApiError):
     status, kind, code = 413, "invalid_request_error", "request_too_large"
+
+
+class ExpectationFailed(ApiError):
+    status, kind, code = 417, "invalid_request_error", "expectation_failed"
 
 
 class NoCapacity(ApiError):
@@ -95,6 +113,32 @@ class NoCapacity(ApiError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(ApiError):
+    """OpenAI's rate-limit answer: ``type`` says which limit, headers say when to retry."""
+
+    status, kind, code = 429, "requests", "rate_limit_exceeded"
+
+    def __init__(self, refusal: "Refusal") -> None:
+        what = "requests per second" if refusal.kind == "requests" else "tokens per minute"
+        super().__init__(
+            f"Rate limit reached for {what}. Please try again in {refusal.retry_after:.3g}s."
+        )
+        self.refusal = refusal
+
+    def headers(self) -> dict[str, str]:
+        retry = max(1, math.ceil(self.refusal.retry_after))
+        return {"Retry-After": str(retry), **self.refusal.headers}
+
+    def response(self) -> web.Response:
+        # The error's type names the limit hit (requests or tokens), as OpenAI's does.
+        return web.Response(
+            status=self.status,
+            body=error_body(self.message, kind=self.refusal.kind, code=self.code),
+            content_type="application/json",
+            headers=self.headers(),
+        )
 
 
 class NoHealthyPod(ApiError):

@@ -1,8 +1,8 @@
 """The state one sidecar shares across requests, and the outcomes that change it.
 
 One :class:`Gateway` per application, stored under :data:`GATEWAY`: the table store,
-the router, the retry budget, the metrics, the pods' keep-alive connections and the
-prober's client session.
+the router, admission and the traffic policy (classes, tenants' buckets), the retry
+budget, the metrics, the pods' keep-alive connections and the prober's client session.
 Success and failure of each upstream try feed outlier ejection here; the prober
 (:meth:`Gateway.probe_ejected`) checks pods whose ejection time is over before they
 get traffic again.
@@ -16,13 +16,15 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from zeta_api import Timeouts
+from zeta_api import Timeouts, Traffic
+from zeta_sidecar.admission import Admission
 from zeta_sidecar.metrics import Metrics
 from zeta_sidecar.picking import default_draw
 from zeta_sidecar.resilience import RetryBudget, may_eject
 from zeta_sidecar.routing import Router
 from zeta_sidecar.settings import Settings
 from zeta_sidecar.tables import Pod, Snapshot, TableStore
+from zeta_sidecar.traffic import TrafficPolicy
 from zeta_sidecar.upstream import Pool as UpstreamPool
 
 __all__ = ["GATEWAY", "Gateway"]
@@ -40,11 +42,13 @@ class Gateway:
         self.clock = clock
         self.store = TableStore(max_bytes=settings.max_table_bytes)
         self.router = Router(
-            rand=default_draw(settings.seed),
-            headroom=settings.saturation_headroom,
-            retry_after=settings.retry_after,
+            rand=default_draw(settings.seed), headroom=settings.saturation_headroom
         )
+        self.admission = Admission(self._has_room)
+        self.traffic = TrafficPolicy(Traffic(), clock())
+        """Classes and tenants in force (the defaults until a table says otherwise)."""
         self.metrics = Metrics(self.store.pods)
+        self.metrics.watch_queues(self.admission.queued)
         self.budget = RetryBudget(budget=0.2, min_per_second=10.0)
         self.draining = False
         self.large_bodies = asyncio.Semaphore(1)
@@ -79,6 +83,9 @@ class Gateway:
         if changed:
             retry = snapshot.balancing.retry
             self.budget.budget, self.budget.min_per_second = retry.budget, retry.min_per_second
+            if snapshot.table.traffic != self.traffic.traffic:
+                self.traffic = TrafficPolicy(snapshot.table.traffic, self.clock(), self.traffic)
+            self.admission.wake_all()  # new reported load: waiters may have room now
             self.metrics.table_revision.set(snapshot.revision)
             self.metrics.table_reloads.labels("applied").inc()
             logger.info("routing table revision %d applied", snapshot.revision)
@@ -102,6 +109,11 @@ class Gateway:
     @upstream.setter
     def upstream(self, pool: UpstreamPool | None) -> None:
         self._upstream = pool
+
+    def _has_room(self, model: str) -> bool:
+        snapshot = self.store.current
+        pool = snapshot.pools.get(model) if snapshot is not None else None
+        return pool is not None and self.router.has_room(pool)
 
     def succeeded(self, pod: Pod) -> None:
         """An upstream try got an answer below 500."""
@@ -130,6 +142,8 @@ class Gateway:
         """Check every pod whose ejection is over; runs until cancelled."""
         while True:
             await asyncio.sleep(self.settings.probe_interval)
+            # Other replicas' requests ending show only in reported load: look again.
+            self.admission.wake_all()
             snapshot = self.store.current
             if snapshot is None:
                 continue

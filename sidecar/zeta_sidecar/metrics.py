@@ -5,7 +5,7 @@ prometheus_client's label validation each time). Per-pod gauges (in flight, ejec
 are read from the table store at scrape time, so the hot path never touches them.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -40,6 +40,23 @@ class _PodCollector(Collector):
             ejected.add_metric([pod.model, pod.name], 0.0 if pod.health.serving else 1.0)
         yield inflight
         yield ejected
+
+
+class _QueueCollector(Collector):
+    """Requests waiting in the admission queue per model, read when scraped."""
+
+    def __init__(self, queued: Callable[[], Mapping[str, int]]) -> None:
+        self._queued = queued
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "zeta_admission_queue_length",
+            "Requests waiting in this replica's admission queue, per model.",
+            labels=["model"],
+        )
+        for model, count in self._queued().items():
+            family.add_metric([model], count)
+        yield family
 
 
 class Metrics:
@@ -84,10 +101,47 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.connections_refused = Counter(
+            "zeta_connections_refused",
+            "Client connections closed at once because a cap was reached, by listener "
+            "(traffic, admin) and cap (max_connections, max_per_client).",
+            ["listener", "cap"],
+            registry=r,
+        )
+        self.connections_timed_out = Counter(
+            "zeta_connections_timed_out",
+            "Client connections closed (with a 408) because the request head was not complete "
+            "in time (phase head) or its body stalled (phase body), by listener and phase.",
+            ["listener", "phase"],
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            "zeta_open_connections",
+            "Client connections open, by listener.",
+            ["listener"],
+            registry=r,
+        )
+        self.admissions = Counter(
+            "zeta_admissions",
+            "Requests by requested model, traffic class, tenant and what admission did: "
+            "admitted (at once), queued (then sent), shed (429, sheddable class), "
+            "limited (429, tenant over its rate limit), timed_out and queue_full (waited "
+            "too long, or no place in the queue), client_left (gone while queued).",
+            ["model", "class", "tenant", "outcome"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "zeta_admission_wait_seconds",
+            "Time requests spent in the admission queue, by model and class.",
+            ["model", "class"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         r.register(_PodCollector(pods))
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
         self._ttfb_children: dict[str, Histogram] = {}
+        self._admission_children: dict[tuple[str, str, str, str], Counter] = {}
 
     def request(self, model: str, chosen: str, pod: str, code: int) -> None:
         """Count one answered request."""
@@ -99,6 +153,25 @@ class Metrics:
             child = self.requests.labels(model, chosen, pod, str(code))
             self._request_children[key] = child
         child.inc()
+
+    def watch_queues(self, queued: Callable[[], Mapping[str, int]]) -> None:
+        """Export the admission queues' lengths (read at scrape time)."""
+        self.registry.register(_QueueCollector(queued))
+
+    def admission(self, model: str, cls: str, tenant: str, outcome: str) -> None:
+        """Count what admission did with one request."""
+        key = (model, cls, tenant, outcome)
+        child = self._admission_children.get(key)
+        if child is None:
+            if len(self._admission_children) > 10_000:  # as for requests: bounded
+                self._admission_children.clear()
+            child = self.admissions.labels(model, cls, tenant, outcome)
+            self._admission_children[key] = child
+        child.inc()
+
+    def waited(self, model: str, cls: str, seconds: float) -> None:
+        """Record a request's time in the admission queue."""
+        self.queue_wait.labels(model, cls).observe(seconds)
 
     def observe(self, model: str, latency: float, ttfb: float | None) -> None:
         """Record a request's latency and, if a body started, its time to first byte."""

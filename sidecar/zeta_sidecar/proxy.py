@@ -17,22 +17,27 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from zeta_api import Timeouts
+from zeta_api import PriorityClass, QueueTimeoutStatus, Timeouts
+from zeta_sidecar.admission import QueueFull
 from zeta_sidecar.errors import (
     ApiError,
     BadRequest,
     BodyTooLarge,
+    NoCapacity,
     NoHealthyPod,
+    RateLimited,
     UpstreamFailed,
     UpstreamTimeout,
     sse_error_event,
 )
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.headers import downstream_headers, request_head, upstream_headers
+from zeta_sidecar.limits import BYTES_PER_TOKEN, TenantLimits
 from zeta_sidecar.tables import Pod, Pool, Snapshot
 from zeta_sidecar.upstream import Exchange
 
@@ -51,6 +56,7 @@ else:
 _INT64 = 2.0**63
 
 _RETRY_STATUSES = frozenset({502, 503})
+_TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,12})')
 _LARGE_BODY_BYTES = 1 << 20
 """Request bodies above this size are parsed one at a time (see :func:`completions`)."""
 _WHOLE_ANSWER_BYTES = 1 << 20
@@ -98,6 +104,32 @@ def rewrite_model(
     body = json.loads(raw)
     body["model"] = served
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Usage:
+    """A token estimate taken from a tenant's bucket, settled by the usage the pod reports.
+
+    The pod's ``"total_tokens": N`` is found by a byte search, the last one winning
+    (OpenAI puts usage at the end of an answer and in a stream's last event); inside a
+    JSON string the quotes would be escaped, so content cannot fake it.
+    """
+
+    __slots__ = ("estimate", "limits", "used")
+
+    def __init__(self, limits: TenantLimits, estimate: int) -> None:
+        self.limits = limits
+        self.estimate = estimate
+        self.used: int | None = None
+
+    def seen(self, data: bytes) -> None:
+        if b'"total_tokens"' in data:
+            found = _TOTAL_TOKENS.findall(data)
+            if found:
+                self.used = int(found[-1])
+
+    def settle(self, now: float) -> None:
+        if self.used is not None:
+            self.limits.settle(self.estimate, self.used, now)
 
 
 def _parse_json(raw: bytes) -> dict[str, object]:
@@ -170,10 +202,27 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
             # them, so no burst of big prompts stalls every other client at once.
             async with gw.large_bodies:
                 await asyncio.sleep(0)
-                pool, name, payload = _prepare(gw, snapshot, raw)
+                body, pool, name, payload, saturated = _prepare(gw, snapshot, raw)
         else:
-            pool, name, payload = _prepare(gw, snapshot, raw)
+            body, pool, name, payload, saturated = _prepare(gw, snapshot, raw)
         label = name
+        cls, tenant, limits = gw.traffic.classify(name, request.headers)
+        usage = None
+        if limits is not None:
+            usage = _limit(gw, limits, raw, body, now=start, labels=(name, cls.name, tenant))
+        queued = False
+        if saturated or gw.admission.waiting(pool.name):
+            if cls.sheddable:
+                gw.metrics.admission(name, cls.name, tenant, "shed")
+                raise NoCapacity(
+                    f"Model {pool.name!r} is saturated; requests of class {cls.name!r} are "
+                    "shed while it is.",
+                    retry_after=gw.settings.retry_after,
+                )
+            if gw.admission.waiting(pool.name) or not gw.router.has_room(pool):
+                snapshot, pool = await _queue(gw, pool, cls, name, tenant)
+                queued = True
+        gw.metrics.admission(name, cls.name, tenant, "queued" if queued else "admitted")
     except ApiError as exc:
         gw.metrics.request(label, "", "", exc.status)
         return exc.response()
@@ -185,23 +234,76 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
         name=name,
         payload=payload,
         start=start,
+        queued=queued,
+        usage=usage,
     )
 
 
-def _prepare(gw: Gateway, snapshot: Snapshot, raw: bytes) -> tuple[Pool, str, bytes]:
-    """Parse a body, resolve its model to a pool, and rewrite the model it names."""
+def _limit(
+    gw: Gateway,
+    limits: TenantLimits,
+    raw: bytes,
+    body: Mapping[str, object],
+    *,
+    now: float,
+    labels: tuple[str, str, str],
+) -> Usage | None:
+    """Take the request from its tenant's buckets, or raise :class:`RateLimited`."""
+    asked = body.get("max_tokens", body.get("max_completion_tokens"))
+    estimate = len(raw) // BYTES_PER_TOKEN + (asked if type(asked) is int and asked > 0 else 0)
+    refusal = limits.admit(estimate, now)
+    if refusal is not None:
+        model, cls, tenant = labels
+        gw.metrics.admission(model, cls, tenant, "limited")
+        raise RateLimited(refusal)
+    return Usage(limits, estimate) if limits.tokens is not None else None
+
+
+async def _queue(
+    gw: Gateway, pool: Pool, cls: PriorityClass, name: str, tenant: str
+) -> tuple[Snapshot, Pool]:
+    """Wait in the admission queue; the table and pool in force once admitted."""
+    traffic = gw.traffic.traffic
+    begun = gw.clock()
+    try:
+        await gw.admission.wait(
+            pool.name, cls.priority, within=cls.max_queue_time, limit=traffic.queue_limit
+        )
+    except (TimeoutError, QueueFull) as exc:
+        full = isinstance(exc, QueueFull)
+        gw.metrics.admission(name, cls.name, tenant, "queue_full" if full else "timed_out")
+        gw.metrics.waited(pool.name, cls.name, gw.clock() - begun)
+        why = "its admission queue is full" if full else "no pod had room in time"
+        message = f"Model {pool.name!r} is saturated and {why}."
+        if cls.queue_timeout_status is QueueTimeoutStatus.TOO_MANY_REQUESTS:
+            raise NoCapacity(message, retry_after=gw.settings.retry_after) from None
+        raise NoHealthyPod(message) from None
+    except asyncio.CancelledError:
+        gw.metrics.admission(name, cls.name, tenant, "client_left")
+        raise
+    gw.metrics.waited(pool.name, cls.name, gw.clock() - begun)
+    snapshot = gw.store.current
+    assert snapshot is not None  # a table once loaded is only ever replaced
+    return snapshot, snapshot.pools.get(pool.name, pool)
+
+
+def _prepare(
+    gw: Gateway, snapshot: Snapshot, raw: bytes
+) -> tuple[dict[str, object], Pool, str, bytes, bool]:
+    """Parse a body, resolve its model to a pool (and whether it is saturated), and
+    rewrite the model it names."""
     body = _parse_json(raw)
     name = body.get("model")
-    pool = gw.router.resolve(snapshot, name, body)
+    pool, saturated = gw.router.resolve(snapshot, name, body)
     assert isinstance(name, str)  # resolve refuses anything else
     payload = rewrite_model(
         raw, name, pool.served_model_name, pool.served_json,
         name_json=snapshot.names_json.get(name),
     )  # fmt: skip
-    return pool, name, payload
+    return body, pool, name, payload, saturated
 
 
-async def _forward(
+async def _forward(  # noqa: PLR0915  # one retry loop reads best in one place
     request: web.BaseRequest,
     *,
     gw: Gateway,
@@ -210,6 +312,8 @@ async def _forward(
     name: str,
     payload: bytes,
     start: float,
+    queued: bool,
+    usage: "Usage | None",
 ) -> web.StreamResponse:
     balancing = snapshot.balancing
     timeouts = balancing.timeouts
@@ -231,6 +335,9 @@ async def _forward(
         if pod is None:
             break
         pod.inflight += 1
+        if queued:
+            queued = False
+            gw.admission.started(pool.name)  # counted in flight: room may be left for more
         try:
             head = request_head(path, pod.address, len(payload), headers)
             try:
@@ -258,12 +365,15 @@ async def _forward(
                     continue
                 return await _relay(
                     request, gw=gw, pool=pool, pod=pod, name=name, exchange=exchange,
-                    start=start, timeouts=timeouts,
+                    start=start, timeouts=timeouts, usage=usage,
                 )  # fmt: skip
             finally:
                 exchange.release()  # closes it unless its answer was read to the end
         finally:
             pod.inflight -= 1
+            gw.admission.wake(pool.name)  # a request ended: room for a waiter, maybe
+    if queued:
+        gw.admission.started(pool.name)  # admitted but no pod taken: pass the room on
     if error is None:
         error = NoHealthyPod(f"Model {pool.name!r} has no healthy pod.")
     gw.metrics.request(name, pool.name, failed.name if failed else "", error.status)
@@ -280,6 +390,7 @@ async def _relay(
     exchange: Exchange,
     start: float,
     timeouts: Timeouts,
+    usage: "Usage | None",
 ) -> web.StreamResponse:
     """Pass an answer through: whole if plain, chunk by chunk if an event stream."""
     status = exchange.status
@@ -290,7 +401,7 @@ async def _relay(
     if exchange.content_type == "text/event-stream":
         return await _relay_stream(
             request, gw=gw, pool=pool, pod=pod, name=name, exchange=exchange, start=start,
-            timeouts=timeouts,
+            timeouts=timeouts, usage=usage,
         )  # fmt: skip
     try:
         # Most answers are whole by now; a long one is read up to a bound, so a pod's
@@ -309,9 +420,12 @@ async def _relay(
     if not exchange.complete:
         return await _relay_pieces(
             request, gw=gw, pool=pool, pod=pod, name=name, exchange=exchange, start=start,
-            first=data, timeouts=timeouts,
+            first=data, timeouts=timeouts, usage=usage,
         )  # fmt: skip
     elapsed = gw.clock() - start
+    if usage is not None:
+        usage.seen(data)
+        usage.settle(gw.clock())
     gw.metrics.request(name, pool.name, pod.name, status)
     gw.metrics.observe(name, elapsed, None)  # a plain answer's first byte is its last
     return web.Response(status=status, body=data, headers=downstream_headers(exchange.headers))
@@ -328,6 +442,7 @@ async def _relay_pieces(
     start: float,
     first: bytes,
     timeouts: Timeouts,
+    usage: "Usage | None",
 ) -> web.StreamResponse:
     """A plain answer too long to hold: relayed as it comes, never whole in memory.
 
@@ -345,6 +460,8 @@ async def _relay_pieces(
     try:
         while chunk:
             await response.write(chunk)
+            if usage is not None:
+                usage.seen(chunk)
             chunk = await exchange.readany(timeouts.idle)
         await response.write_eof()
     except (TimeoutError, ConnectionError) as exc:
@@ -358,6 +475,8 @@ async def _relay_pieces(
         return response
     gw.metrics.request(name, pool.name, pod.name, exchange.status)
     gw.metrics.observe(name, gw.clock() - start, None)
+    if usage is not None:
+        usage.settle(gw.clock())
     return response
 
 
@@ -376,6 +495,7 @@ async def _relay_stream(
     exchange: Exchange,
     start: float,
     timeouts: Timeouts,
+    usage: "Usage | None",
 ) -> web.StreamResponse:
     # The first chunk is awaited before anything goes to the client: headers and first
     # event leave together, and a pod failing before it still gets a clean 502/504.
@@ -395,6 +515,8 @@ async def _relay_stream(
     try:
         while chunk:
             await response.write(chunk)
+            if usage is not None:
+                usage.seen(chunk)
             chunk = await exchange.readany(timeouts.idle)
         await response.write_eof()
     except TimeoutError:
@@ -408,6 +530,8 @@ async def _relay_stream(
         await _end_with_error(response, f"The pod's stream was cut: {exc}", "upstream_failed")
     gw.metrics.request(name, pool.name, pod.name, exchange.status)
     gw.metrics.observe(name, gw.clock() - start, ttfb)
+    if usage is not None:
+        usage.settle(gw.clock())
     return response
 
 

@@ -1,25 +1,27 @@
-"""From a request's ``model`` to one pod: resolution, spillover, shedding, picking.
+"""From a request's ``model`` to one pod: resolution, spillover, saturation, picking.
 
-- An explicit model is used as is; if it is saturated the request is shed (429).
+- An explicit model is used as is.
 - A ``weighted`` virtual model draws one candidate by model weight among those not
   saturated (an admin's split, moved by load).
 - A ``complexity`` virtual model prefers the tier the estimate names
   (:mod:`~zeta_sidecar.complexity`); if it is saturated it spills over as the table
   says (``up``: bigger tiers first; ``down``: smaller; ``both``: the nearest, bigger
-  first on a tie; ``none``: shed).
-- Nothing left: 429 with ``Retry-After`` if the candidates are saturated, 503 if they
-  have no pod that may take a request.
+  first on a tie; ``none``: stay).
+- Every choice saturated: the model to wait for is returned marked *saturated*, and
+  admission (:mod:`~zeta_sidecar.admission`) decides by the request's class: shed a
+  sheddable one, queue the others. No pod that may take a request: 503.
 
 Saturation combines the operator's verdict with the pods' reported load (shared by all
-replicas) plus what *this* replica sent each pod since that report. Local counts alone
-never saturate a pod whose load is unknown: a replica sees only its share of the load.
+replicas) plus what *this* replica sent each pod since that report, less what ended
+since. Local counts alone never saturate a pod whose load is unknown: a replica sees
+only its share of the load.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from zeta_api import Picker, Spillover, Strategy
 from zeta_sidecar.complexity import estimate, tier_index
-from zeta_sidecar.errors import ModelNotFound, NoCapacity, NoHealthyPod
+from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
 from zeta_sidecar.picking import Draw, draw, smooth_wrr, weighted_p2c, weighted_random
 from zeta_sidecar.tables import Pod, Pool, Snapshot, VirtualModel
 
@@ -44,17 +46,23 @@ def spill_order(preferred: int, count: int, spillover: Spillover) -> list[int]:
 class Router:
     """Resolves models and picks pods; holds the randomness and the saturation rule."""
 
-    def __init__(self, *, rand: Draw, headroom: float, retry_after: int) -> None:
+    def __init__(self, *, rand: Draw, headroom: float) -> None:
         self.rand = rand
         self.headroom = headroom
-        self.retry_after = retry_after
 
     def pod_saturated(self, pod: Pod) -> bool:
-        """Reported load plus what this replica sent since reaches the threshold."""
+        """Reported load, plus what this replica sent since less what ended, reaches the
+        threshold."""
         if pod.reported is None:
             return False
+        # Signed: requests of this replica that ended since the report have left the pod,
+        # so a queue drains here as it drains there (not only at the next report).
         since = pod.inflight - pod.inflight_at_report
-        return pod.reported + max(0, since) >= pod.capacity * (1.0 + self.headroom)
+        return pod.reported + since >= pod.capacity * (1.0 + self.headroom)
+
+    def has_room(self, pool: Pool) -> bool:
+        """Some serving pod of the pool is below the saturation threshold."""
+        return any(p.health.serving and not self.pod_saturated(p) for p in pool.pods)
 
     def saturated(self, pool: Pool) -> bool:
         """The operator says so, or every serving pod's load says so."""
@@ -74,17 +82,18 @@ class Router:
                 return True
         return False
 
-    def resolve(self, snapshot: Snapshot, name: object, body: Mapping[str, object]) -> Pool:
-        """The model a request goes to; raises the matching :class:`ApiError`."""
+    def resolve(
+        self, snapshot: Snapshot, name: object, body: Mapping[str, object]
+    ) -> tuple[Pool, bool]:
+        """The model a request goes to, and whether every choice it had is saturated;
+        raises the matching :class:`ApiError` when there is none."""
         if not isinstance(name, str) or not name:
             raise ModelNotFound("Request has no 'model'.", param="model")
         pool = snapshot.pools.get(name)
         if pool is not None:
             if not self.available(pool):
                 raise NoHealthyPod(f"Model {name!r} has no healthy pod.")
-            if self.saturated(pool):
-                raise NoCapacity(f"Model {name!r} is saturated.", retry_after=self.retry_after)
-            return pool
+            return pool, self.saturated(pool)
         virtual = snapshot.virtual.get(name)
         if virtual is None:
             raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
@@ -92,39 +101,45 @@ class Router:
             return self._weighted(virtual)
         return self._complexity(virtual, body)
 
-    def _shed(self, virtual: VirtualModel, tried: list[Pool]) -> NoCapacity | NoHealthyPod:
-        if any(self.available(p) for p in tried):
-            return NoCapacity(
-                f"Every model of {virtual.name!r} it may use is saturated.",
-                retry_after=self.retry_after,
-            )
-        return NoHealthyPod(f"No model of {virtual.name!r} has a healthy pod.")
-
-    def _weighted(self, virtual: VirtualModel) -> Pool:
-        pools = virtual.candidates
-        ok = [self.available(p) and not self.saturated(p) for p in pools]
+    def _split(self, pools: Sequence[Pool], cum: list[float], ok: list[bool]) -> int:
         if all(ok):
-            i = draw(virtual.cum, self.rand)
-        else:
-            cum: list[float] = []
-            total = 0.0
-            for pool, good in zip(pools, ok, strict=True):
-                total += pool.weight if good else 0.0
-                cum.append(total)
-            i = draw(cum, self.rand)
-        if i < 0:
-            raise self._shed(virtual, list(pools))
-        return pools[i]
+            return draw(cum, self.rand)
+        weights: list[float] = []
+        total = 0.0
+        for pool, good in zip(pools, ok, strict=True):
+            total += pool.weight if good else 0.0
+            weights.append(total)
+        return draw(weights, self.rand)
 
-    def _complexity(self, virtual: VirtualModel, body: Mapping[str, object]) -> Pool:
+    def _weighted(self, virtual: VirtualModel) -> tuple[Pool, bool]:
+        pools = virtual.candidates
+        up = [self.available(p) for p in pools]
+        i = self._split(
+            pools,
+            virtual.cum,
+            [a and not self.saturated(p) for a, p in zip(up, pools, strict=True)],
+        )
+        if i >= 0:
+            return pools[i], False
+        i = self._split(pools, virtual.cum, up)  # all saturated: wait by the admin's split
+        if i < 0:
+            raise NoHealthyPod(f"No model of {virtual.name!r} has a healthy pod.")
+        return pools[i], True
+
+    def _complexity(self, virtual: VirtualModel, body: Mapping[str, object]) -> tuple[Pool, bool]:
         pools = virtual.candidates
         preferred = tier_index(estimate(body).score, len(pools))
         order = spill_order(preferred, len(pools), virtual.spillover)
+        fallback: Pool | None = None
         for i in order:
             pool = pools[i]
-            if self.available(pool) and not self.saturated(pool):
-                return pool
-        raise self._shed(virtual, [pools[i] for i in order])
+            if self.available(pool):
+                if not self.saturated(pool):
+                    return pool, False
+                fallback = fallback or pool
+        if fallback is None:
+            raise NoHealthyPod(f"No model of {virtual.name!r} has a healthy pod.")
+        return fallback, True  # the first tier it may use, saturated: wait for it
 
     def pick(
         self,

@@ -41,6 +41,7 @@ def table_json(
     saturated: Sequence[str] = (),
     virtual: Mapping[str, dict[str, object]] | None = None,
     balancing: Mapping[str, object] | None = None,
+    traffic: Mapping[str, object] | None = None,
     revision: int = 1,
 ) -> str:
     """A routing table document; models are name -> endpoints (see :func:`endpoint`)."""
@@ -62,5 +63,6 @@ def table_json(
         },
         "virtualModels": dict(virtual or {}),
         "balancing": dict(balancing or {}),
+        "traffic": dict(traffic or {}),
     }
     return json.dumps(doc)

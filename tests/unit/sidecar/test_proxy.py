@@ -116,7 +116,15 @@ async def test_every_error_case_has_its_status_and_body(
         },
         served={"ok": "sim-7b", "gone": "sim-7b", "slow": "sim-7b"},
         balancing={"timeouts": {"firstByte": "200ms"}},
-    )
+        traffic={
+            "classes": [
+                {"name": "standard", "priority": 2, "maxQueueTime": "100ms"},
+                {"name": "batch", "priority": 1, "maxQueueTime": "100ms",
+                 "queueTimeoutStatus": "429"},
+                {"name": "sheddable", "priority": 0, "sheddable": True},
+            ]
+        },
+    )  # fmt: skip
     sidecar = await make_sidecar(table, max_body_bytes=4096)
     url = f"{sidecar.url}/v1/chat/completions"
 
@@ -131,8 +139,13 @@ async def test_every_error_case_has_its_status_and_body(
     await check(404, "model_not_found", json={"messages": []})
     await check(404, "model_not_found", json=chat("nope"))
     await check(413, "request_too_large", data=b"x" * 5000)
-    resp = await check(429, "no_capacity", json=chat("full"))
+    # A saturated model sheds only the sheddable class; the others wait (issue 9), here
+    # for at most 100 ms, then get the status their class declares.
+    shed = {"x-zeta-priority": "sheddable"}
+    resp = await check(429, "no_capacity", json=chat("full"), headers=shed)
     assert resp.headers["Retry-After"] == "1"
+    await check(503, "no_healthy_upstream", json=chat("full"))
+    await check(429, "no_capacity", json=chat("full"), headers={"x-zeta-priority": "batch"})
     await check(503, "no_healthy_upstream", json=chat("empty"))
     await check(502, "upstream_failed", json=chat("gone"))
     await check(504, "upstream_timeout", json=chat("slow"))

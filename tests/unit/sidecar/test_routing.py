@@ -5,7 +5,7 @@ import random
 import pytest
 
 from zeta_api import Spillover
-from zeta_sidecar.errors import ModelNotFound, NoCapacity, NoHealthyPod
+from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
 from zeta_sidecar.resilience import HealthState
 from zeta_sidecar.routing import Router, spill_order
 from zeta_sidecar.tables import Snapshot, TableStore
@@ -31,7 +31,7 @@ def snapshot(
 
 
 def router() -> Router:
-    return Router(rand=random.Random(0).random, headroom=0.25, retry_after=2)
+    return Router(rand=random.Random(0).random, headroom=0.25)
 
 
 SIMPLE = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
@@ -56,28 +56,45 @@ def test_spill_order(spillover: Spillover, preferred: int, count: int, order: li
 
 def test_complexity_picks_the_tier_by_estimate() -> None:
     snap = snapshot({"small": IDLE, "mid": IDLE, "big": IDLE})
-    assert router().resolve(snap, "auto", SIMPLE).name == "small"
-    assert router().resolve(snap, "auto", HARD).name == "big"
+    assert router().resolve(snap, "auto", SIMPLE)[0].name == "small"
+    assert router().resolve(snap, "auto", HARD)[0].name == "big"
 
 
 def test_a_saturated_tier_spills_over_as_the_table_says() -> None:
     up = snapshot({"small": BUSY, "mid": IDLE, "big": IDLE})
-    assert router().resolve(up, "auto", SIMPLE).name == "mid"
+    assert router().resolve(up, "auto", SIMPLE)[0].name == "mid"
     down = snapshot({"small": IDLE, "mid": IDLE, "big": BUSY}, spillover="down")
-    assert router().resolve(down, "auto", HARD).name == "mid"
+    assert router().resolve(down, "auto", HARD)[0].name == "mid"
     marked = snapshot({"small": IDLE, "mid": IDLE}, saturated=["small"])
-    assert router().resolve(marked, "auto", SIMPLE).name == "mid"
+    assert router().resolve(marked, "auto", SIMPLE)[0].name == "mid"
 
 
-def test_all_saturated_or_no_spillover_is_a_429_with_retry_after() -> None:
+def test_all_saturated_or_no_spillover_marks_the_model_to_wait_for() -> None:
+    # No blanket 429 any more: admission decides by the request's class (issue 9).
     snap = snapshot({"small": BUSY, "big": BUSY})
-    with pytest.raises(NoCapacity) as caught:
-        router().resolve(snap, "auto", SIMPLE)
-    assert caught.value.headers() == {"Retry-After": "2"}
-    with pytest.raises(NoCapacity):
-        router().resolve(snapshot({"small": BUSY, "big": IDLE}, spillover="none"), "auto", SIMPLE)
-    with pytest.raises(NoCapacity):
-        router().resolve(snap, "small", SIMPLE)
+    pool, saturated = router().resolve(snap, "auto", SIMPLE)
+    assert (pool.name, saturated) == ("small", True)  # the tier it prefers
+    no_spill = snapshot({"small": BUSY, "big": IDLE}, spillover="none")
+    pool, saturated = router().resolve(no_spill, "auto", SIMPLE)
+    assert (pool.name, saturated) == ("small", True)
+    pool, saturated = router().resolve(snap, "small", SIMPLE)
+    assert (pool.name, saturated) == ("small", True)
+    assert router().resolve(snapshot({"small": IDLE}), "small", SIMPLE)[1] is False
+
+
+def test_room_returns_as_this_replicas_requests_end() -> None:
+    # Defect (issue 9): ends since the last report did not count, so a model stayed
+    # saturated until the next table though its queue had drained.
+    snap = snapshot({"small": {"running": 40, "waiting": 0}})
+    r = router()
+    pool = snap.pools["small"]
+    pod = pool.pods[0]
+    pod.inflight = pod.inflight_at_report = 40
+    assert r.saturated(pool)
+    assert not r.has_room(pool)
+    pod.inflight = 30  # ten ended here since the report: 30 < 32 * 1.25
+    assert r.has_room(pool)
+    assert not r.saturated(pool)
 
 
 def test_local_counts_add_to_reported_load_but_never_saturate_alone() -> None:
@@ -87,7 +104,7 @@ def test_local_counts_add_to_reported_load_but_never_saturate_alone() -> None:
     assert not r.pod_saturated(small)
     small.inflight = 10  # sent since the report: 30 + 10 >= 32 * 1.25
     assert r.pod_saturated(small)
-    assert r.resolve(snap, "auto", SIMPLE).name == "big"
+    assert r.resolve(snap, "auto", SIMPLE)[0].name == "big"
     big.inflight = 1000  # load unknown: this replica's share alone proves nothing
     assert not r.pod_saturated(big)
 
@@ -100,10 +117,10 @@ def test_weighted_virtual_model_splits_by_model_weight() -> None:
     )
     snap, _ = TableStore(max_bytes=1 << 20).load(text.encode(), 0.0)
     r = router()
-    names = [r.resolve(snap, "split", {}).name for _ in range(5000)]
+    names = [r.resolve(snap, "split", {})[0].name for _ in range(5000)]
     assert names.count("a") / 5000 == pytest.approx(0.9, abs=0.02)
     snap.pools["a"].pods[0].health.state = HealthState.EJECTED
-    assert {r.resolve(snap, "split", {}).name for _ in range(100)} == {"b"}
+    assert {r.resolve(snap, "split", {})[0].name for _ in range(100)} == {"b"}
 
 
 def test_unknown_missing_and_podless_models() -> None:
