@@ -21,12 +21,14 @@ __all__ = [
     "CONDITION_METRICS_AVAILABLE",
     "CONDITION_READY",
     "FOREIGN_STATUS_KEYS",
+    "ClassInForce",
     "Condition",
     "ConditionStatus",
     "Fallback",
     "ModelStatus",
     "StatusSummary",
     "TableStatus",
+    "TrafficStatus",
     "ZetaRouterStatus",
     "parse_status",
     "with_condition",
@@ -134,6 +136,30 @@ class StatusSummary:
 
 
 @record
+class ClassInForce:
+    """A traffic class the sidecars apply."""
+
+    name: str = prop("The class's name.", max_length=63)
+    priority: int = prop("Its rank in the admission queue (higher first).", minimum=0)
+    sheddable: bool = prop("Answered 429 at once while its model is saturated.", default=False)
+
+
+@record
+class TrafficStatus:
+    """The traffic classes and limits in force (from spec.traffic)."""
+
+    classes: tuple[ClassInForce, ...] = prop(
+        "Classes by rank, highest first.", default=(), max_items=16, list_map_keys=("name",)
+    )
+    default_class: str = prop("The class of requests nothing else places.", max_length=63)
+    tenants: int = prop("Tenants declared.", default=0, minimum=0)
+    rate_limited_tenants: int = prop("Tenants with a rate limit.", default=0, minimum=0)
+    gateway_replicas: int = prop(
+        "Gateway replicas the rate limits are shared among.", default=1, minimum=1
+    )
+
+
+@record
 class ZetaRouterStatus:
     """The observed state of a router."""
 
@@ -161,6 +187,9 @@ class ZetaRouterStatus:
         "(metrics failing, last good weights kept) or base-weights (failing for longer "
         "than staleAfter).",
         default=Fallback.NONE,
+    )
+    traffic: TrafficStatus | None = prop(
+        "The traffic classes and rate limits the sidecars apply.", default=None
     )
 
     @classmethod

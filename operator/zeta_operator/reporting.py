@@ -12,12 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from zeta_api import (
+    ClassInForce,
     Condition,
     ConditionStatus,
     Fallback,
     ModelStatus,
     StatusSummary,
     TableStatus,
+    Traffic,
+    TrafficStatus,
     ZetaRouterSpec,
     ZetaRouterStatus,
     with_condition,
@@ -25,7 +28,7 @@ from zeta_api import (
 from zeta_operator.snapshots import PodLoad, PodRecord
 from zeta_operator.weighting import Weights
 
-__all__ = ["Shift", "Verdict", "build_status", "model_statuses", "shifts"]
+__all__ = ["Shift", "Verdict", "build_status", "model_statuses", "shifts", "traffic_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ def build_status(
     models: tuple[ModelStatus, ...],
     table: TableStatus | None,
     fallback: Fallback,
+    traffic: Traffic | None = None,
 ) -> ZetaRouterStatus:
     """The new status; condition transition times carried over from ``previous``."""
     conditions = previous.conditions
@@ -105,6 +109,25 @@ def build_status(
         ),
         routing_table=table or previous.routing_table,
         fallback=fallback,
+        traffic=traffic_status(traffic) if traffic is not None else previous.traffic,
+    )
+
+
+def traffic_status(traffic: Traffic) -> TrafficStatus:
+    """What ``kubectl get zr -o yaml`` shows of the classes and limits in force."""
+    ranked = sorted(traffic.classes, key=lambda c: -c.priority)
+    return TrafficStatus(
+        classes=tuple(
+            ClassInForce(name=c.name, priority=c.priority, sheddable=c.sheddable) for c in ranked
+        ),
+        default_class=traffic.default_class,
+        tenants=len(traffic.tenants),
+        rate_limited_tenants=sum(
+            1
+            for t in traffic.tenants
+            if t.requests_per_second is not None or t.tokens_per_minute is not None
+        ),
+        gateway_replicas=traffic.gateway_replicas,
     )
 
 
