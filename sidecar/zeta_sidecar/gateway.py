@@ -85,6 +85,7 @@ class Gateway:
             self.budget.budget, self.budget.min_per_second = retry.budget, retry.min_per_second
             if snapshot.table.traffic != self.traffic.traffic:
                 self.traffic = TrafficPolicy(snapshot.table.traffic, self.clock(), self.traffic)
+                self.router.replicas = snapshot.table.traffic.gateway_replicas
             self.admission.wake_all()  # new reported load: waiters may have room now
             self.metrics.table_revision.set(snapshot.revision)
             self.metrics.table_reloads.labels("applied").inc()

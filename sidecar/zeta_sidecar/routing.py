@@ -13,7 +13,7 @@
 
 Saturation combines the operator's verdict with the pods' reported load (shared by all
 replicas) plus what *this* replica sent each pod since that report, less what ended
-since. Local counts alone never saturate a pod whose load is unknown: a replica sees
+since, counted once per replica (each replica fills only its share). Local counts alone never saturate a pod whose load is unknown: a replica sees
 only its share of the load.
 """
 
@@ -46,9 +46,11 @@ def spill_order(preferred: int, count: int, spillover: Spillover) -> list[int]:
 class Router:
     """Resolves models and picks pods; holds the randomness and the saturation rule."""
 
-    def __init__(self, *, rand: Draw, headroom: float) -> None:
+    def __init__(self, *, rand: Draw, headroom: float, replicas: int = 1) -> None:
         self.rand = rand
         self.headroom = headroom
+        self.replicas = replicas
+        """Gateway replicas sharing the pods (``traffic.gatewayReplicas``)."""
 
     def pod_saturated(self, pod: Pod) -> bool:
         """Reported load, plus what this replica sent since less what ended, reaches the
@@ -56,8 +58,10 @@ class Router:
         if pod.reported is None:
             return False
         # Signed: requests of this replica that ended since the report have left the pod,
-        # so a queue drains here as it drains there (not only at the next report).
-        since = pod.inflight - pod.inflight_at_report
+        # so a queue drains here as it drains there (not only at the next report). Times
+        # the replicas: each replica may fill only its share of the room the report left,
+        # so N gateways between two reports do not each admit a whole pod's worth.
+        since = (pod.inflight - pod.inflight_at_report) * self.replicas
         return pod.reported + since >= pod.capacity * (1.0 + self.headroom)
 
     def has_room(self, pool: Pool) -> bool:

@@ -134,3 +134,14 @@ def test_unknown_missing_and_podless_models() -> None:
         router().resolve(snap, "small", {})
     with pytest.raises(NoHealthyPod):
         router().resolve(snap, "auto", SIMPLE)
+
+
+def test_each_replica_fills_only_its_share_of_the_room() -> None:
+    # Issue 9: three gateways between two reports must not each admit a pod's worth.
+    snap = snapshot({"small": {"running": 20, "waiting": 0}})
+    r = router()
+    pod = snap.pools["small"].pods[0]
+    pod.inflight = 7  # 20 + 7 < 40: room, alone
+    assert not r.pod_saturated(pod)
+    r.replicas = 3  # 20 + 3 x 7 >= 40: this replica's third of the 20 left is used up
+    assert r.pod_saturated(pod)
