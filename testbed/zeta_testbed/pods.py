@@ -22,7 +22,7 @@ from typing import Any
 MODEL_PORT = 8000
 SIZES = ("4b", "7b", "14b")
 BACKENDS = ("zeta-sim", "llm-d-sim")
-POD_NETWORK = ipaddress.ip_network("127.1.0.0/16")
+POD_NETWORK = ipaddress.IPv4Network("127.1.0.0/16")
 """Loopback addresses for pods: Linux routes all of 127.0.0.0/8 to lo, so each pod
 gets its own IP and every simulator can listen on the same port, as in a cluster."""
 
@@ -40,11 +40,22 @@ def parse_pod_counts(text: str) -> dict[str, int]:
     return counts
 
 
-def next_free_ip(taken: Iterable[str], is_free: Callable[[str], bool] = lambda ip: True) -> str:
-    """The first pod address not ``taken`` by this testbed and ``is_free`` on the machine
-    (another testbed may run beside this one)."""
+def address_index(ip: str) -> int:
+    """The position of ``ip`` among the pod network's addresses."""
+    return int(ipaddress.ip_address(ip)) - int(POD_NETWORK.network_address) - 1
+
+
+def next_free_ip(
+    taken: Iterable[str], is_free: Callable[[str], bool] = lambda ip: True, *, start: int = 0
+) -> str:
+    """The first pod address from the ``start``-th on (wrapping around) not ``taken`` by
+    this testbed and ``is_free`` on the machine. Testbeds that run side by side start at
+    random places, so two of them rarely pick the same free address at the same moment
+    (checking and binding are not one step)."""
     used = set(taken)
-    for address in POD_NETWORK.hosts():
+    hosts = list(POD_NETWORK.hosts())
+    start %= len(hosts)
+    for address in hosts[start:] + hosts[:start]:
         if address.packed[-1] in (0, 255):
             continue  # Skip .0 and .255 so addresses read like ordinary pod IPs.
         if str(address) not in used and is_free(str(address)):

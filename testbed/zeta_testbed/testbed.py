@@ -445,7 +445,10 @@ class Testbed:
     def _spawn_simulator(self, state: State, size: str, namespace: str) -> PodInfo:
         if size not in pods.SIZES:
             raise TestbedError(f"unknown model size {size!r}: expected one of {pods.SIZES}")
-        ip = pods.next_free_ip((pod.ip for pod in state.pods), is_free=_port_free)
+        taken = [pod.ip for pod in state.pods]
+        # Near this testbed's last pod, or anywhere for its first: see next_free_ip.
+        start = pods.address_index(taken[-1]) + 1 if taken else secrets.randbelow(1 << 16)
+        ip = pods.next_free_ip(taken, is_free=_port_free, start=start)
         name = f"vllm-{size}-{_suffix()}"
         argv = pods.simulator_argv(state.backend, size, ip, time_scale=state.time_scale)
         record = processes.spawn(f"pod-{namespace}-{name}", argv, log_dir=self.state_dir / "logs")

@@ -95,3 +95,12 @@ def test_envtest_assets_take_precedence(tmp_path: Path) -> None:
 def test_free_ips_skip_addresses_in_use_elsewhere() -> None:
     busy = {"127.1.0.1"}
     assert pods.next_free_ip([], is_free=lambda ip: ip not in busy) == "127.1.0.2"
+
+
+def test_testbeds_side_by_side_start_their_search_apart() -> None:
+    # Two testbeds checking the same first free address at once both took it (seen with
+    # parallel test sessions): each now starts where the caller says, wrapping around.
+    assert pods.next_free_ip([], start=300) == "127.1.1.45"
+    last = pods.address_index("127.1.255.254")
+    assert pods.next_free_ip([], start=last) == "127.1.255.254"
+    assert pods.next_free_ip([], start=last + 1) == "127.1.0.1"
