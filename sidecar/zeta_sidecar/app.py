@@ -156,7 +156,7 @@ async def _table_source(gateway: Gateway) -> AsyncIterator[None]:
         )
     else:
         assert settings.configmap is not None  # Settings checks exactly one is set
-        connection = sources.load_connection(settings.kubeconfig)
+        connection = await sources.load_connection(settings.kubeconfig)
         coro = sources.watch_configmap(
             connection, settings.configmap, gateway.load_table, retry=settings.watch_retry
         )

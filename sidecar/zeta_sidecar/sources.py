@@ -8,34 +8,51 @@ timestamped directory and swapping the ``..data`` symlink, so the file's inode a
 real path change, not the file in place. The watcher polls ``os.stat`` of the path
 (which follows the symlinks) and its real path every ``file_poll_interval`` (0.1 s):
 the standard library has no inotify binding, a stat is a microsecond, polling works
-on every filesystem and needs no dependency, and 0.1 s keeps the 1 s promise.
+on every filesystem and needs no dependency, and 0.1 s keeps the 1 s promise. This
+path imports no Kubernetes client.
 
-**ConfigMap** (``--configmap NS/NAME``): aiohttp against the apiserver's own watch
-endpoint (``?watch=1&fieldSelector=metadata.name=NAME``), on the application's event
-loop. Not the ``kubernetes`` client's watch: it is synchronous, so it would need a
-thread for the life of the process; and not polling, which costs the apiserver a GET
-per interval and still lags by up to the interval. A watch delivers an edit within
-milliseconds. On a ``410 Gone`` (resourceVersion too old) it lists again; on any
-other failure it backs off (``watch_retry``, doubling to 8 s) and resumes. Credentials
-come from the kubeconfig or the pod's service account, through the ``kubernetes``
-client's loaders (read once at start; the token again at every reconnect, since
-service-account tokens rotate).
+**ConfigMap** (``--configmap NS/NAME``): ``kubernetes_asyncio`` (the official client's
+loaders and models on aiohttp, imported only here) lists then watches the one ConfigMap
+on the application's event loop; a watch delivers an edit within milliseconds, where
+polling would cost the apiserver a GET per interval and still lag. The rules:
+
+- list, then watch from the list's resourceVersion: a ConfigMap created at any moment is
+  either in the list or an ``ADDED`` event, never missed;
+- the watch asks for bookmarks and a server-side timeout, so an idle watch still moves
+  its resourceVersion forward and a silently dead connection is renewed; when the
+  server ends it, watch again from the last resourceVersion seen;
+- ``410 Gone`` (an ``ERROR`` event or the response's status) lists again, at once if
+  the watch had delivered events; any other failure backs off (``watch_retry``,
+  doubling to 8 s) and lists again, because a resourceVersion that failed once may be
+  what fails;
+- a deleted ConfigMap, or one without the table's key, keeps the last good table.
+
+Credentials come from the kubeconfig (``--kubeconfig``) or the pod's service account,
+loaded once into a ``Configuration`` by the library's loaders, which refresh them as
+they can: the in-cluster loader re-reads the rotating token file before a request once
+the token it holds is a minute old, and the library's ``refresh_token`` re-runs an exec
+plugin every minute unless the token's expiry is still ahead (GCP tokens likewise). A
+``401`` means the apiserver no longer takes what we hold (revoked, rotated early, a
+plugin's token that carries no expiry): the credentials are then loaded again, from
+scratch, before the list.
 """
 
+from __future__ import annotations
+
 import asyncio
-import json
 import logging
 import os
-import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
-from kubernetes import client, config
 
 from zeta_api import TABLE_KEY
 from zeta_sidecar.settings import ConfigMapRef
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 
 __all__ = ["ApiConnection", "load_connection", "watch_configmap", "watch_file"]
 
@@ -44,9 +61,20 @@ logger = logging.getLogger(__name__)
 Apply = Callable[[bytes], bool]
 
 _MAX_BACKOFF = 8.0
-_WATCH_SECONDS = 290
+
+WATCH_SECONDS = 290
 """Server-side watch timeout: below the apiserver's usual 5-minute cap, so watches end
 cleanly and are re-opened from the last resourceVersion rather than cut."""
+
+_READ_MARGIN = 30.0
+"""Seconds of silence past the server's timeout (at most the timeout again) before the
+client gives up on a watch: the connection is dead, not idle."""
+
+_LIST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
+
+_QUICK_END = 1.0
+"""A watch the server ends sooner than this without a single event is a fault (a proxy
+closing streams, say): reopening it at once would spin."""
 
 
 def _file_key(path: Path) -> tuple[str, int, int, int] | None:
@@ -80,157 +108,231 @@ async def watch_file(path: Path, apply: Apply, *, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-@dataclass(frozen=True, slots=True)
 class ApiConnection:
-    """How to reach and authenticate to an apiserver."""
+    """An apiserver's address and credentials, as the library's loaders build them."""
 
-    server: str
-    ssl: ssl.SSLContext | bool
-    headers: Callable[[], dict[str, str]]
-    """Authentication headers, built again at each (re)connection."""
+    def __init__(self, kubeconfig: Path | None) -> None:
+        self.kubeconfig = kubeconfig
+        """The kubeconfig file; ``None`` for the pod's service account."""
+        self.configuration: Configuration | None = None
+        """What clients are built from; replaced (not mutated) by :meth:`load`."""
+        self._loader: Any = None  # the kubeconfig's loader, for the library's refresher
+
+    async def load(self) -> None:
+        """Read the credentials (again): files, exec plugin, service-account token."""
+        from kubernetes_asyncio import client, config  # noqa: PLC0415  # only for --configmap
+
+        configuration = client.Configuration()
+        if self.kubeconfig is None:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]  # untyped library function
+            loader = None
+        else:
+            # persist_config=False: a refreshed token is never written back into what
+            # may be a read-only mounted file.
+            loader = await config.load_kube_config(
+                config_file=str(self.kubeconfig),
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        self.configuration, self._loader = configuration, loader
+
+    async def refresh_tokens(self) -> None:
+        """The library's refresher for the current kubeconfig (exec plugin, GCP); runs
+        until cancelled, or returns at once when the credentials need none."""
+        from kubernetes_asyncio import config  # noqa: PLC0415  # only for --configmap
+
+        loader, configuration = self._loader, self.configuration
+        if loader is None:
+            return  # in-cluster: the configuration's own hook re-reads the token file
+        while True:
+            try:
+                await config.refresh_token(loader, configuration)
+                return
+            except (TypeError, AttributeError):
+                # A context without a user, or a plugin that returns a client certificate:
+                # nothing this refresher can renew (a 401 reloads them).
+                return
+            except Exception as exc:  # a failing plugin must not end renewals
+                logger.warning("refreshing the Kubernetes credentials failed: %s", exc)
+                await asyncio.sleep(_MAX_BACKOFF)
 
 
-def load_connection(kubeconfig: Path | None) -> ApiConnection:
+async def load_connection(kubeconfig: Path | None) -> ApiConnection:
     """Credentials from a kubeconfig, or the pod's service account if ``None``.
 
-    Blocking (reads files once); call it at start-up.
+    Call it at start-up: a kubeconfig that cannot be loaded fails the start.
     """
-    cfg = client.Configuration()
-    if kubeconfig is None:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]  # untyped library
-    else:
-        config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped library
-            config_file=str(kubeconfig), client_configuration=cfg
-        )
-    context: ssl.SSLContext | bool = False
-    if cfg.host.startswith("https://"):
-        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-        if not cfg.verify_ssl:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if cfg.cert_file:
-            context.load_cert_chain(cfg.cert_file, cfg.key_file)
-
-    def headers() -> dict[str, str]:
-        # auth_settings() calls the loader's refresh hook: in-cluster tokens are re-read
-        # as they rotate. The settings' names differ between client versions; the
-        # header they describe does not.
-        settings: Mapping[str, object] = cfg.auth_settings()
-        return {
-            str(auth["key"]): str(auth["value"])
-            for auth in settings.values()
-            if isinstance(auth, dict) and auth.get("in") == "header" and auth.get("value")
-        }
-
-    return ApiConnection(cfg.host.rstrip("/"), context, headers)
-
-
-class _Gone(Exception):
-    """The watch's resourceVersion is too old: list again."""
+    connection = ApiConnection(kubeconfig)
+    await connection.load()
+    return connection
 
 
 async def watch_configmap(
-    conn: ApiConnection, ref: ConfigMapRef, apply: Apply, *, retry: float
-) -> None:
-    """Apply the ConfigMap's table now and on every change; runs until cancelled."""
-    timeout = aiohttp.ClientTimeout(sock_connect=5, sock_read=_WATCH_SECONDS + 30)
-    base = f"{conn.server}/api/v1/namespaces/{ref.namespace}/configmaps"
-    backoff = retry
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        version: str | None = None
-        while True:
-            headers = conn.headers()
-            try:
-                if version is None:
-                    version = await _list(
-                        session=session,
-                        url=base,
-                        name=ref.name,
-                        headers=headers,
-                        conn=conn,
-                        ref=ref,
-                        apply=apply,
-                    )
-                params = {
-                    "watch": "1",
-                    "fieldSelector": f"metadata.name={ref.name}",
-                    "resourceVersion": version,
-                    "allowWatchBookmarks": "true",
-                    "timeoutSeconds": str(_WATCH_SECONDS),
-                }
-                async with session.get(base, params=params, headers=headers, ssl=conn.ssl) as resp:
-                    resp.raise_for_status()
-                    backoff = retry
-                    version = await _follow(resp, ref, apply, version)
-                continue
-            except _Gone:
-                version = None
-                continue
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
-                logger.warning(
-                    "watch of ConfigMap %s failed (%s); again in %.1f s", ref, exc, backoff
-                )
-            await asyncio.sleep(backoff)
-            backoff = min(_MAX_BACKOFF, backoff * 2)
-
-
-async def _list(
-    *,
-    session: aiohttp.ClientSession,
-    url: str,
-    name: str,
-    headers: dict[str, str],
     conn: ApiConnection,
     ref: ConfigMapRef,
     apply: Apply,
-) -> str:
-    """List-then-watch: the ConfigMap if it exists, and the version to watch from.
-
-    One list call (filtered to the one name) gives both at the same resourceVersion, so
-    a ConfigMap created at any moment is either in the list or an ADDED event of the
-    watch; a GET followed by a separate list could miss one created in between.
-    """
-    params = {"fieldSelector": f"metadata.name={name}"}
-    async with session.get(url, params=params, headers=headers, ssl=conn.ssl) as resp:
-        resp.raise_for_status()
-        listing = await resp.json()
-    items = listing.get("items") or []
-    if items:
-        _apply_object(items[0], ref, apply)
-    else:
-        logger.warning("ConfigMap %s does not exist (yet)", ref)
-    return str(listing["metadata"]["resourceVersion"])
+    *,
+    retry: float,
+    timeout_seconds: int = WATCH_SECONDS,
+) -> None:
+    """Apply the ConfigMap's table now and on every change; runs until cancelled."""
+    await _ConfigMapWatch(conn, ref, apply, retry=retry, timeout_seconds=timeout_seconds).run()
 
 
-def _apply_object(obj: dict[str, object], ref: ConfigMapRef, apply: Apply) -> None:
-    data = obj.get("data")
-    raw = data.get(TABLE_KEY) if isinstance(data, dict) else None
-    if not isinstance(raw, str):
-        logger.error("ConfigMap %s has no %r key; keeping the last good table", ref, TABLE_KEY)
-        return
-    apply(raw.encode())
+class _ConfigMapWatch:
+    """One ConfigMap's list-then-watch loop (see the module's docstring for the rules)."""
 
+    def __init__(
+        self,
+        conn: ApiConnection,
+        ref: ConfigMapRef,
+        apply: Apply,
+        *,
+        retry: float,
+        timeout_seconds: int,
+    ) -> None:
+        self.conn, self.ref, self.apply = conn, ref, apply
+        self.retry, self.timeout_seconds = retry, timeout_seconds
+        self.delivered = False
+        """An event came since the last (re)connection: the watch was working."""
+        self._client: ApiClient | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
-async def _follow(
-    resp: aiohttp.ClientResponse, ref: ConfigMapRef, apply: Apply, version: str
-) -> str:
-    """Read watch events until the server ends the watch; the last resourceVersion seen."""
-    buffer = b""
-    async for chunk in resp.content.iter_any():
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            if not line.strip():
-                continue
-            event = json.loads(line)
-            kind, obj = event["type"], event["object"]
-            if kind == "ERROR":
-                if obj.get("code") == 410:
-                    raise _Gone
-                raise ValueError(f"watch error: {obj.get('message')}")
-            version = str(obj["metadata"]["resourceVersion"])
-            if kind in ("ADDED", "MODIFIED"):
-                _apply_object(obj, ref, apply)
-            elif kind == "DELETED":
-                logger.error("ConfigMap %s was deleted; keeping the last good table", ref)
-    return version
+    async def run(self) -> None:
+        from kubernetes_asyncio.client import ApiException  # noqa: PLC0415  # only for --configmap
+
+        loop = asyncio.get_running_loop()
+        backoff = self.retry
+        version: str | None = None
+        self._start_refresher()
+        try:
+            while True:
+                self.delivered = False
+                try:
+                    api = self._api()
+                    if version is None:
+                        version = await self._list(api)
+                    opened = loop.time()
+                    version = await self._watch(api, version)
+                    if self.delivered or loop.time() - opened >= _QUICK_END:
+                        backoff = self.retry
+                        continue  # the server's timeout: resume from the last version
+                    logger.warning("watch of ConfigMap %s ended at once", self.ref)
+                except ApiException as exc:
+                    version = None
+                    if exc.status == 410 and self.delivered:
+                        logger.info("resourceVersion of ConfigMap %s too old; listing", self.ref)
+                        continue
+                    logger.warning(
+                        "watch of ConfigMap %s failed (HTTP %s %s); listing again in %.2f s",
+                        self.ref, exc.status, exc.reason, backoff,
+                    )  # fmt: skip
+                    if exc.status == 401:
+                        await self._reload()
+                except Exception as exc:  # the watch must outlive any failure
+                    version = None
+                    logger.warning(
+                        "watch of ConfigMap %s failed (%s: %s); listing again in %.2f s",
+                        self.ref, type(exc).__name__, exc, backoff,
+                    )  # fmt: skip
+                if self.delivered:
+                    backoff = self.retry
+                await asyncio.sleep(backoff)
+                backoff = min(_MAX_BACKOFF, backoff * 2)
+        finally:
+            await self._close()
+
+    def _api(self) -> CoreV1Api:
+        from kubernetes_asyncio import client  # noqa: PLC0415  # only for --configmap
+
+        if self._client is None:
+            self._client = client.ApiClient(self.conn.configuration)
+        return client.CoreV1Api(self._client)
+
+    def _start_refresher(self) -> None:
+        self._refresher = asyncio.create_task(
+            self.conn.refresh_tokens(), name="zeta-credentials-refresh"
+        )
+
+    async def _reload(self) -> None:
+        """Credentials refused: load them again, and a client (its TLS too) from them."""
+        await self._close()
+        try:
+            await self.conn.load()
+        except Exception as exc:  # keep the last credentials and retry later
+            logger.error("cannot load the Kubernetes credentials again: %s", exc)
+        self._start_refresher()
+
+    async def _close(self) -> None:
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _list(self, api: CoreV1Api) -> str:
+        """The ConfigMap if it exists, and the resourceVersion to watch from.
+
+        One list call (filtered to the one name) gives both at the same resourceVersion;
+        a GET followed by a separate list could miss one created in between.
+        """
+        listing = await api.list_namespaced_config_map(
+            self.ref.namespace,
+            field_selector=f"metadata.name={self.ref.name}",
+            _request_timeout=_LIST_TIMEOUT,
+        )
+        if listing.items:
+            self._apply_data(listing.items[0].data)
+        else:
+            logger.warning("ConfigMap %s does not exist (yet)", self.ref)
+        return str(listing.metadata.resource_version)
+
+    async def _watch(self, api: CoreV1Api, version: str) -> str:
+        """Follow events until the server ends the watch; the last resourceVersion."""
+        from kubernetes_asyncio import watch  # noqa: PLC0415  # only for --configmap
+        from kubernetes_asyncio.client import ApiException  # noqa: PLC0415
+
+        async def open_watch(namespace: str, **kwargs: Any) -> aiohttp.ClientResponse:
+            # Unread (streamed) responses are not checked by the client: a 401 or a 500
+            # with a body that is no Status would otherwise come back as a line of text.
+            resp = cast(
+                aiohttp.ClientResponse, await api.list_namespaced_config_map(namespace, **kwargs)
+            )
+            if resp.status != 200:
+                body = (await resp.text(errors="replace"))[:300]
+                resp.release()
+                raise ApiException(status=resp.status, reason=f"{resp.reason}: {body}")
+            return resp
+
+        silence = self.timeout_seconds + min(_READ_MARGIN, self.timeout_seconds)
+        read = aiohttp.ClientTimeout(sock_connect=5, sock_read=silence)
+        # open_watch names no return type, so events keep their objects as plain dicts.
+        async with watch.Watch() as events:
+            stream = events.stream(
+                open_watch,
+                self.ref.namespace,
+                field_selector=f"metadata.name={self.ref.name}",
+                resource_version=version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self.timeout_seconds,
+                _request_timeout=read,
+            )
+            async for event in stream:
+                self.delivered = True
+                kind, obj = event["type"], event["raw_object"]
+                if kind in ("ADDED", "MODIFIED"):
+                    self._apply_data(obj.get("data"))
+                elif kind == "DELETED":
+                    logger.error("ConfigMap %s was deleted; keeping the last good table", self.ref)
+            return str(events.resource_version or version)
+
+    def _apply_data(self, data: Mapping[str, str] | None) -> None:
+        raw = data.get(TABLE_KEY) if data else None
+        if not isinstance(raw, str):
+            logger.error(
+                "ConfigMap %s has no %r key; keeping the last good table", self.ref, TABLE_KEY
+            )
+            return
+        self.apply(raw.encode())
