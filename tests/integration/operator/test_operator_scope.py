@@ -160,4 +160,12 @@ def test_an_operator_for_all_namespaces_serves_routers_in_any_of_them(  # noqa: 
             ),
             timeout=20,
         )
-        assert condition(status(custom, ns, "everywhere"), "Ready")["status"] == "True"
+        # The status is patched just after the table is written: wait for it too (on a
+        # busy machine the gap was seen to exceed the moment between the two reads).
+        wait_for(
+            f"Ready in {ns}",
+            lambda ns=ns: (
+                condition(status(custom, ns, "everywhere"), "Ready").get("status") == "True"
+            ),
+            timeout=20,
+        )
