@@ -5,7 +5,9 @@ The traffic port is served by aiohttp's low-level server: four routes, dispatche
 proxy's CPU per request went to them). Its runner, :class:`TrafficRunner`, carries the
 gateway's lifetime: the upstream connection pool, the table source and the prober start
 before it serves and stop after it; it cancels handlers of clients that disconnect. The
-admin application only reads the gateway. Serve both with :func:`runners`.
+admin application only reads the gateway. Serve both with :func:`runners`: each port's
+connections pass a gate of their own (:mod:`zeta_sidecar.connections`: caps, head and body
+timeouts), so a flood of slow clients on the traffic port leaves the admin port answering.
 """
 
 import asyncio
@@ -24,12 +26,19 @@ from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zeta_sidecar import sources
-from zeta_sidecar.errors import MethodNotAllowed, UnknownRoute
+from zeta_sidecar.connections import (
+    ADMIN_MAX_CONNECTIONS,
+    Gate,
+    GuardedServer,
+    Limits,
+    default_max_connections,
+)
+from zeta_sidecar.errors import BodyTooLarge, ExpectationFailed, MethodNotAllowed, UnknownRoute
 from zeta_sidecar.gateway import GATEWAY, Gateway
 from zeta_sidecar.proxy import completions, models
 from zeta_sidecar.upstream import Pool as UpstreamPool
 
-__all__ = ["TrafficRunner", "admin_app", "runners", "traffic_handler"]
+__all__ = ["AdminRunner", "TrafficRunner", "admin_app", "runners", "traffic_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +61,19 @@ def _not_allowed(request: web.BaseRequest, allow: tuple[str, ...]) -> web.Respon
 def traffic_handler(gateway: Gateway) -> Handler:
     """The OpenAI API on ``--port``: ``POST`` completions and embeddings, ``GET /v1/models``.
 
-    As aiohttp's ``Application`` router would: ``Expect: 100-continue`` honoured, paths
-    matched decoded (``%2F`` kept), ``HEAD`` with ``GET``; anything else is a 404 or a
-    405 (with ``Allow``), with an OpenAI-style body as every other error here.
+    As aiohttp's ``Application`` router would: ``Expect`` answered (:func:`_expect`),
+    paths matched decoded (``%2F`` kept), ``HEAD`` with ``GET``; anything else is a 404 or
+    a 405 (with ``Allow``), with an OpenAI-style body as every other error here.
     """
+    limit = gateway.settings.max_body_bytes
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         if request.headers.get(hdrs.EXPECT):
-            await _expect(request)
+            refusal = await _expect(request, limit)
+            if refusal is not None:
+                # Labelled as the proxy labels requests refused before their model is read.
+                gateway.metrics.request("unknown", "", "", refusal.status)
+                return refusal
         path = request.rel_url.path_safe
         if path in _COMPLETIONS:
             if request.method == "POST":
@@ -76,15 +90,33 @@ def traffic_handler(gateway: Gateway) -> Handler:
     return handle
 
 
-async def _expect(request: web.BaseRequest) -> None:
-    """``Expect: 100-continue`` as aiohttp's router answers it; 417 for anything else."""
-    if request.version == HttpVersion11:
-        expect = request.headers.get(hdrs.EXPECT, "")
-        if expect.lower() != "100-continue":
-            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+async def _expect(request: web.BaseRequest, limit: int) -> web.Response | None:
+    """Answer ``Expect``: ``100 Continue`` only when the declared body is within ``limit``.
+
+    A declared ``Content-Length`` over ``limit`` gets its 413 instead (the client need not
+    send the body at all), any expectation other than ``100-continue`` a 417; both close
+    the connection, since the body the client holds back would otherwise be read as the
+    next request. HTTP/1.0 has no ``Expect`` (RFC 9110, 10.1.1): ignored.
+    """
+    if request.version != HttpVersion11:
+        return None
+    expect = request.headers.get(hdrs.EXPECT, "")
+    refusal: web.Response
+    if expect.lower() != "100-continue":
+        refusal = ExpectationFailed(
+            f"Unsupported Expect header {expect[:64]!r}: only 100-continue is supported."
+        ).response()
+    elif (length := request.content_length) is not None and length > limit:
+        refusal = BodyTooLarge(
+            f"Request body of {length} bytes is over the limit of {limit}."
+        ).response()
+    else:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
-    await request.writer.drain()
+        request.writer.output_size = 0  # an interim answer: a final one may still follow
+        await request.writer.drain()
+        return None
+    refusal.force_close()
+    return refusal
 
 
 class TrafficRunner(web.BaseRunner):
@@ -94,6 +126,7 @@ class TrafficRunner(web.BaseRunner):
         super().__init__(shutdown_timeout=shutdown_timeout)
         self.gateway = gateway
         self._resources: contextlib.AsyncExitStack | None = None
+        self._gate: Gate | None = None
 
     async def shutdown(self) -> None:
         """Nothing to announce: the handlers see ``gateway.draining``."""
@@ -119,17 +152,69 @@ class TrafficRunner(web.BaseRunner):
                 message, payload, protocol, writer, task, loop, client_max_size=limit
             )
 
-        return web.Server(
+        settings = gateway.settings
+        limits = Limits(
+            max_connections=settings.max_connections or default_max_connections(),
+            max_per_client=settings.max_connections_per_client,
+            head_timeout=settings.head_timeout,
+            body_timeout=settings.body_timeout,
+        )
+        self._gate = gate = Gate("traffic", limits, gateway.metrics)
+        logger.info(
+            "traffic connections: at most %d open, %s per client address; request head "
+            "within %g s, body stalls up to %g s, idle keep-alive up to %g s",
+            limits.max_connections,
+            limits.max_per_client or "no cap",
+            limits.head_timeout,
+            limits.body_timeout,
+            settings.idle_timeout,
+        )
+        return GuardedServer(
             traffic_handler(gateway),
+            gate,
             request_factory=make_request,
             handler_cancellation=True,
             access_log=None,
+            keepalive_timeout=settings.idle_timeout,
         )
 
     async def _cleanup_server(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
         resources, self._resources = self._resources, None
         if resources is not None:
             await resources.aclose()
+
+
+class AdminRunner(web.AppRunner):
+    """Serves :func:`admin_app` behind a gate of its own (:data:`ADMIN_MAX_CONNECTIONS`)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__(admin_app(gateway), access_log=None, shutdown_timeout=1.0)
+        self.gateway = gateway
+        self._gate: Gate | None = None
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()  # starts the app; its handler is reused below
+        settings = self.gateway.settings
+        limits = Limits(
+            max_connections=ADMIN_MAX_CONNECTIONS,
+            head_timeout=settings.head_timeout,
+            body_timeout=settings.body_timeout,
+        )
+        self._gate = gate = Gate("admin", limits, self.gateway.metrics)
+        return GuardedServer(
+            plain.request_handler,
+            gate,
+            request_factory=plain.request_factory,
+            access_log=None,
+            keepalive_timeout=settings.idle_timeout,
+        )
+
+    async def _cleanup_server(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+        await super()._cleanup_server()
 
 
 @contextlib.asynccontextmanager
@@ -143,6 +228,7 @@ async def _client_session(gateway: Gateway) -> AsyncIterator[None]:
     finally:
         gateway.session = None
         await session.close()
+        await gateway.classifier.close()
         gateway.upstream.close()
         gateway.upstream = None
 
@@ -219,8 +305,6 @@ async def _table(request: web.Request) -> web.Response:
     )
 
 
-def runners(gateway: Gateway, *, grace: float) -> tuple[TrafficRunner, web.AppRunner]:
+def runners(gateway: Gateway, *, grace: float) -> tuple[TrafficRunner, AdminRunner]:
     """(traffic, admin) runners; in-flight traffic gets ``grace`` seconds at shutdown."""
-    traffic = TrafficRunner(gateway, shutdown_timeout=grace)
-    admin = web.AppRunner(admin_app(gateway), access_log=None, shutdown_timeout=1.0)
-    return traffic, admin
+    return TrafficRunner(gateway, shutdown_timeout=grace), AdminRunner(gateway)

@@ -1,5 +1,9 @@
 """Command line of ``zeta-sidecar``: parse, serve, drain on SIGTERM.
 
+At start-up the soft limit on open files is raised to the hard limit (logged): the caps on
+client connections (``--max-connections``, derived from that limit by default) keep room
+for pod connections and the admin port.
+
 Shutdown, on SIGTERM or SIGINT: ``/readyz`` turns false at once; after ``--drain-delay``
 (time for endpoints controllers to stop sending new connections) the traffic listener
 closes; requests in flight get ``--drain-grace`` seconds to finish; then the process
@@ -17,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from zeta_sidecar.app import runners
+from zeta_sidecar.connections import raise_fd_limit
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.settings import DEFAULT_MAX_BODY_BYTES, ConfigMapRef, Settings
 
@@ -50,6 +55,39 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
     parser.add_argument("--admin-port", type=int, default=9090, help="admin port (default 9090)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="open traffic connections at most; at the cap an idle keep-alive connection "
+        "makes room, else the new one is closed at once (default: half the file "
+        "descriptors left after a reserve of 256)",
+    )
+    parser.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=0,
+        help="open traffic connections per client address at most (default 0: no cap, as "
+        "all traffic may come from one ingress address)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to send a request head, from its first byte (default 10; then 408)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a request body may stall without a byte (default 30; then 408)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=620.0,
+        help="seconds a keep-alive connection may idle between requests (default 620)",
+    )
+    parser.add_argument(
         "--drain-delay", type=float, default=0.0, help="seconds between SIGTERM and closing"
     )
     parser.add_argument(
@@ -73,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
             configmap=args.configmap,
             kubeconfig=args.kubeconfig,
             max_body_bytes=args.max_body_bytes,
+            max_connections=args.max_connections,
+            max_connections_per_client=args.max_connections_per_client,
+            head_timeout=args.head_timeout,
+            body_timeout=args.body_timeout,
+            idle_timeout=args.idle_timeout,
             drain_delay=args.drain_delay,
             drain_grace=args.drain_grace,
             seed=args.seed,
@@ -119,9 +162,22 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``zeta-sidecar``."""
     settings, level = parse_args(argv)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
         _run(_main(settings))
     return 0
+
+
+def _raise_fd_limit() -> None:
+    before, after, hard = raise_fd_limit()
+    if after > before:
+        logger.info("open files: soft limit raised from %d to %d (the hard limit)", before, after)
+    elif before < hard:
+        logger.warning(
+            "open files: could not raise the soft limit %d to the hard limit %d", before, hard
+        )
+    else:
+        logger.info("open files: soft limit %d is the hard limit already", before)
 
 
 def _run(main: Coroutine[None, None, None]) -> None:

@@ -115,6 +115,13 @@ class Metrics:
             ["listener", "phase"],
             registry=r,
         )
+        self.connections_evicted = Counter(
+            "zeta_connections_evicted",
+            "Idle keep-alive connections closed to make room for a new one at the cap, "
+            "by listener.",
+            ["listener"],
+            registry=r,
+        )
         self.open_connections = Gauge(
             "zeta_open_connections",
             "Client connections open, by listener.",
@@ -135,6 +142,14 @@ class Metrics:
             "Time requests spent in the admission queue, by model and class.",
             ["model", "class"],
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.classifier_fallbacks = Counter(
+            "zeta_classifier_fallbacks",
+            "Requests of a virtual model whose external classifier did not decide, so the "
+            "built-in estimator did, by virtual model and reason: timeout, error (connection "
+            "or HTTP status), answer (unreadable).",
+            ["model", "reason"],
             registry=r,
         )
         r.register(_PodCollector(pods))
@@ -168,6 +183,10 @@ class Metrics:
             child = self.admissions.labels(model, cls, tenant, outcome)
             self._admission_children[key] = child
         child.inc()
+
+    def classifier_fallback(self, model: str, reason: str) -> None:
+        """Count a request the built-in estimator routed because the classifier failed."""
+        self.classifier_fallbacks.labels(model, reason).inc()
 
     def waited(self, model: str, cls: str, seconds: float) -> None:
         """Record a request's time in the admission queue."""

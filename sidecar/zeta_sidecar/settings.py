@@ -5,6 +5,7 @@ the routing table, so every gateway replica behaves alike and an admin changes i
 declaratively. These are the knobs of one process.
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,38 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest request body in bytes (413 above)."""
 
+    max_connections: int | None = None
+    """Open client connections on the traffic port at most. At the cap, a keep-alive
+    connection idle for ``head_timeout`` or longer is closed to make room
+    (``zeta_connections_evicted``); with none, the new connection is closed at once,
+    counted in ``zeta_connections_refused`` and logged (once per 10 s at most). ``None``:
+    derived from the file-descriptor limit (raised to the hard limit at start-up): half of
+    what is left after a reserve of 256 for the admin port, listeners, probes and accept
+    bursts, so that every client connection can have its pod connection open too."""
+
+    max_connections_per_client: int = 0
+    """Open traffic connections per client address at most; 0 (the default): no cap. Off
+    by default because in Kubernetes one address often carries everyone's traffic (an
+    ingress controller, a gateway, a node's SNAT, or localhost for an in-pod sidecar): a
+    cap there would refuse healthy clients. Set it where clients connect directly."""
+
+    head_timeout: float = 10.0
+    """Seconds a client has to send a complete request head (request line and headers),
+    from its first byte, or from the accept for a connection's first request; then a 408
+    and the connection closes. Clients send a head at once: this only cuts slow senders
+    (slowloris) who would otherwise hold a connection for ever."""
+
+    body_timeout: float = 30.0
+    """Seconds a request body may go without a single byte arriving (408 and close). Not a
+    bound on the whole upload: a slow client that keeps sending is served."""
+
+    idle_timeout: float = 620.0
+    """Seconds a keep-alive connection may wait between requests before it is closed.
+    Longer than the idle timeout of the proxies and load balancers that may keep
+    connections to the sidecar (nginx ingress 60 s, AWS ALB 60 s, Google Cloud's 600 s),
+    which must be the ones to close an idle connection: else one may reuse a connection
+    the sidecar is closing at that moment and fail the request."""
+
     saturation_headroom: float = 0.25
     """A pod counts as saturated when its reported running+waiting, plus the requests this
     replica sent it since the report, reach ``capacity * (1 + saturation_headroom)``:
@@ -103,3 +136,11 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if self.max_body_bytes < 1 or self.max_table_bytes < 1:
             raise ValueError("size limits must be positive")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("max_connections must be positive")
+        if self.max_connections_per_client < 0:
+            raise ValueError("max_connections_per_client must be positive, or 0 for no cap")
+        for name in ("head_timeout", "body_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value}")
