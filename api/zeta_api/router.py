@@ -31,6 +31,7 @@ __all__ = [
     "SHORT_NAME",
     "SINGULAR",
     "VERSION",
+    "ClassifierSpec",
     "Engine",
     "LabelSelector",
     "ModelSpec",
@@ -249,6 +250,43 @@ class ModelSpec:
 
 
 @record
+class ClassifierSpec:
+    """An external service that names the tier of each request (see the sidecar's
+    ``zeta_sidecar.classifier`` for the request and answer it must speak)."""
+
+    url: str = prop(
+        "Where the sidecar POSTs the request's text, e.g. http://classifier.zeta:8080/classify.",
+        max_length=2048,
+        pattern=_URL_PATTERN,
+    )
+    timeout: float = prop(
+        "How long the sidecar waits for an answer; past it (or on any error) the built-in "
+        "estimator decides. It adds to the request's latency: keep it short.",
+        default=0.05,
+        duration=True,
+        min_seconds=0.001,
+    )
+
+
+def _thresholds_fit(virtual: "VirtualModelSpec") -> Violation | None:
+    thresholds = virtual.thresholds
+    if not thresholds:
+        return None
+    if len(thresholds) != len(virtual.candidates) - 1:
+        return (
+            ".thresholds",
+            f"must have one item fewer than candidates ({len(virtual.candidates) - 1}), "
+            f"got {len(thresholds)}",
+        )
+    for i, t in enumerate(thresholds):
+        if not 0.0 < t < 1.0:
+            return f".thresholds[{i}]", f"must be above 0 and below 1, got {t!r}"
+        if i and t <= thresholds[i - 1]:
+            return f".thresholds[{i}]", f"must be above the one before, got {t!r}"
+    return None
+
+
+@record
 class VirtualModelSpec:
     """A name clients may ask for that the router resolves to one of several models."""
 
@@ -273,6 +311,35 @@ class VirtualModelSpec:
         "Where requests go when the chosen tier is saturated: up (bigger models), down, "
         "both (nearest first), or none (answer 429).",
         default=Spillover.UP,
+    )
+    thresholds: tuple[float, ...] = prop(
+        "complexity only: where the complexity score (0 to 1) moves to the next candidate, "
+        "by tier; increasing, one fewer than candidates (e.g. [0.4, 0.8] for three). Lower "
+        "values send more requests to bigger models.",
+        default=(),
+        max_items=MAX_CANDIDATES - 1,
+        list_set=True,
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=1,
+        default_doc="the built-in estimator's fitted thresholds, 1/3 and 2/3 for three "
+        "candidates (an even split of the score)",
+    )
+    classifier: ClassifierSpec | None = prop(
+        "complexity only: an external classifier that names each request's tier; the "
+        "built-in estimator decides when it is slow or fails.",
+        default=None,
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!has(self.thresholds) || size(self.thresholds) == 0 || "
+            "(size(self.thresholds) == size(self.candidates) - 1 && "
+            "self.thresholds.all(t, t < 1.0) && self.thresholds.isSorted())",
+            "thresholds must be increasing, below 1, and one fewer than candidates",
+            _thresholds_fit,
+            field_path=".thresholds",
+        ),
     )
 
 

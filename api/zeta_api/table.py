@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Mapping
+from typing import ClassVar
 
 from zeta_api.balancing import Balancing
 from zeta_api.codec import dump, load
@@ -29,10 +30,12 @@ from zeta_api.router import (
     API_VERSION,
     MODEL_NAME_MAX_LENGTH,
     MODEL_NAME_PATTERN,
+    ClassifierSpec,
     Spillover,
     Strategy,
+    _thresholds_fit,
 )
-from zeta_api.schema import matches, prop, record
+from zeta_api.schema import Rule, matches, prop, record
 from zeta_api.traffic import Traffic
 
 __all__ = [
@@ -118,6 +121,21 @@ class VirtualModelEntry:
     candidates: tuple[str, ...] = prop("Names of models in this table.", min_items=1, list_set=True)
     spillover: Spillover = prop(
         "Where to go when the chosen tier is saturated.", default=Spillover.UP
+    )
+    thresholds: tuple[float, ...] = prop(
+        "complexity: the score thresholds between candidates by tier, as declared; empty: "
+        "the sidecar's built-in ones.",
+        default=(),
+        minimum=0,
+        maximum=1,
+    )
+    classifier: ClassifierSpec | None = prop(
+        "complexity: the external classifier, as declared; null: none.", default=None
+    )
+
+    # The spec's rule, checked again: a table may be written by hand.
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule("", "thresholds must fit the candidates", _thresholds_fit, ".thresholds"),
     )
 
 

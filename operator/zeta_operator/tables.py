@@ -87,7 +87,11 @@ def build_table(
         models=models,
         virtual_models={
             v.name: VirtualModelEntry(
-                strategy=v.strategy, candidates=v.candidates, spillover=v.spillover
+                strategy=v.strategy,
+                candidates=v.candidates,
+                spillover=v.spillover,
+                thresholds=v.thresholds,
+                classifier=v.classifier,
             )
             for v in spec.virtual_models
         },

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from zeta_api import Timeouts, Traffic
 from zeta_sidecar.admission import Admission
+from zeta_sidecar.classifier import Classifier
 from zeta_sidecar.metrics import Metrics
 from zeta_sidecar.picking import default_draw
 from zeta_sidecar.resilience import RetryBudget, may_eject
@@ -49,6 +50,8 @@ class Gateway:
         """Classes and tenants in force (the defaults until a table says otherwise)."""
         self.metrics = Metrics(self.store.pods)
         self.metrics.watch_queues(self.admission.queued)
+        self.classifier = Classifier(self.metrics.classifier_fallback)
+        """External tier classifiers of virtual models (a session of its own, opened lazily)."""
         self.budget = RetryBudget(budget=0.2, min_per_second=10.0)
         self.draining = False
         self.large_bodies = asyncio.Semaphore(1)

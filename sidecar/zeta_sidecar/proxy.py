@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from zeta_api import PriorityClass, QueueTimeoutStatus, Timeouts
+from zeta_api import PriorityClass, QueueTimeoutStatus, Strategy, Timeouts
 from zeta_sidecar.admission import QueueFull
+from zeta_sidecar.complexity import describe
 from zeta_sidecar.errors import (
     ApiError,
     BadRequest,
@@ -38,7 +39,7 @@ from zeta_sidecar.errors import (
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.headers import downstream_headers, request_head, upstream_headers
 from zeta_sidecar.limits import BYTES_PER_TOKEN, TenantLimits
-from zeta_sidecar.tables import Pod, Pool, Snapshot
+from zeta_sidecar.tables import Pod, Pool, Snapshot, VirtualModel
 from zeta_sidecar.upstream import Exchange
 
 __all__ = ["completions", "models", "rewrite_model"]
@@ -56,6 +57,10 @@ else:
 _INT64 = 2.0**63
 
 _RETRY_STATUSES = frozenset({502, 503})
+_DEBUG_HEADER = "x-zeta-debug"
+"""A request with ``x-zeta-debug: 1`` to a complexity virtual model is answered with an
+``x-zeta-complexity`` header: its score, tier and the signals that weighed most."""
+_EXPLAIN_KEY = "zeta_explain"
 _TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,12})')
 _LARGE_BODY_BYTES = 1 << 20
 """Request bodies above this size are parsed one at a time (see :func:`completions`)."""
@@ -104,6 +109,23 @@ def rewrite_model(
     body = json.loads(raw)
     body["model"] = served
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _explain(
+    request: web.BaseRequest, virtual: VirtualModel, body: Mapping[str, object], tier: int | None
+) -> None:
+    """Why a request went where: the ``x-zeta-complexity`` answer header (asked for)."""
+    if virtual.strategy is Strategy.COMPLEXITY:
+        why = describe(body, virtual.thresholds, len(virtual.candidates), classified=tier)
+        request[_EXPLAIN_KEY] = ("x-zeta-complexity", why)
+
+
+def _answer_headers(request: web.BaseRequest, exchange: Exchange) -> list[tuple[str, str]]:
+    headers = downstream_headers(exchange.headers)
+    explained = request.get(_EXPLAIN_KEY)
+    if explained is not None:
+        headers.append(explained)
+    return headers
 
 
 class Usage:
@@ -202,9 +224,22 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
             # them, so no burst of big prompts stalls every other client at once.
             async with gw.large_bodies:
                 await asyncio.sleep(0)
-                body, pool, name, payload, saturated = _prepare(gw, snapshot, raw)
+                body = _parse_json(raw)
         else:
-            body, pool, name, payload, saturated = _prepare(gw, snapshot, raw)
+            body = _parse_json(raw)
+        name = body.get("model")
+        virtual = snapshot.virtual.get(name) if type(name) is str else None
+        tier = None
+        if virtual is not None and virtual.classifier is not None:
+            tier = await gw.classifier.tier(virtual, body)  # None: the estimate decides
+        pool, saturated = gw.router.resolve(snapshot, name, body, tier)
+        assert isinstance(name, str)  # resolve refuses anything else
+        if virtual is not None and request.headers.get(_DEBUG_HEADER) == "1":
+            _explain(request, virtual, body, tier)
+        payload = rewrite_model(
+            raw, name, pool.served_model_name, pool.served_json,
+            name_json=snapshot.names_json.get(name),
+        )  # fmt: skip
         label = name
         cls, tenant, limits = gw.traffic.classify(name, request.headers)
         usage = None
@@ -285,22 +320,6 @@ async def _queue(
     snapshot = gw.store.current
     assert snapshot is not None  # a table once loaded is only ever replaced
     return snapshot, snapshot.pools.get(pool.name, pool)
-
-
-def _prepare(
-    gw: Gateway, snapshot: Snapshot, raw: bytes
-) -> tuple[dict[str, object], Pool, str, bytes, bool]:
-    """Parse a body, resolve its model to a pool (and whether it is saturated), and
-    rewrite the model it names."""
-    body = _parse_json(raw)
-    name = body.get("model")
-    pool, saturated = gw.router.resolve(snapshot, name, body)
-    assert isinstance(name, str)  # resolve refuses anything else
-    payload = rewrite_model(
-        raw, name, pool.served_model_name, pool.served_json,
-        name_json=snapshot.names_json.get(name),
-    )  # fmt: skip
-    return body, pool, name, payload, saturated
 
 
 async def _forward(  # noqa: PLR0915  # one retry loop reads best in one place
@@ -428,7 +447,7 @@ async def _relay(
         usage.settle(gw.clock())
     gw.metrics.request(name, pool.name, pod.name, status)
     gw.metrics.observe(name, elapsed, None)  # a plain answer's first byte is its last
-    return web.Response(status=status, body=data, headers=downstream_headers(exchange.headers))
+    return web.Response(status=status, body=data, headers=_answer_headers(request, exchange))
 
 
 async def _relay_pieces(
@@ -451,7 +470,7 @@ async def _relay_pieces(
     promised, or no final chunk), and the pod is counted as failed.
     """
     response = web.StreamResponse(
-        status=exchange.status, headers=downstream_headers(exchange.headers)
+        status=exchange.status, headers=_answer_headers(request, exchange)
     )
     if exchange.content_length is not None:
         response.content_length = exchange.content_length
@@ -509,7 +528,7 @@ async def _relay_stream(
         return _answer_error(gw, name, pool, pod, UpstreamFailed(f"Pod stream failed: {exc}"))
     ttfb = gw.clock() - start
     response = web.StreamResponse(
-        status=exchange.status, headers=downstream_headers(exchange.headers)
+        status=exchange.status, headers=_answer_headers(request, exchange)
     )
     await response.prepare(request)
     try:

@@ -13,14 +13,15 @@
 
 Saturation combines the operator's verdict with the pods' reported load (shared by all
 replicas) plus what *this* replica sent each pod since that report, less what ended
-since, counted once per replica (each replica fills only its share). Local counts alone never saturate a pod whose load is unknown: a replica sees
-only its share of the load.
+since, counted once per replica (each replica fills only its share). Local counts
+alone never saturate a pod whose load is unknown: a replica sees only its share of the
+load.
 """
 
 from collections.abc import Mapping, Sequence
 
 from zeta_api import Picker, Spillover, Strategy
-from zeta_sidecar.complexity import estimate, tier_index
+from zeta_sidecar.complexity import score, tier_index
 from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
 from zeta_sidecar.picking import Draw, draw, smooth_wrr, weighted_p2c, weighted_random
 from zeta_sidecar.tables import Pod, Pool, Snapshot, VirtualModel
@@ -87,7 +88,11 @@ class Router:
         return False
 
     def resolve(
-        self, snapshot: Snapshot, name: object, body: Mapping[str, object]
+        self,
+        snapshot: Snapshot,
+        name: object,
+        body: Mapping[str, object],
+        tier: int | None = None,
     ) -> tuple[Pool, bool]:
         """The model a request goes to, and whether every choice it had is saturated;
         raises the matching :class:`ApiError` when there is none."""
@@ -103,7 +108,7 @@ class Router:
             raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
         if virtual.strategy is Strategy.WEIGHTED:
             return self._weighted(virtual)
-        return self._complexity(virtual, body)
+        return self._complexity(virtual, body, tier)
 
     def _split(self, pools: Sequence[Pool], cum: list[float], ok: list[bool]) -> int:
         if all(ok):
@@ -130,9 +135,16 @@ class Router:
             raise NoHealthyPod(f"No model of {virtual.name!r} has a healthy pod.")
         return pools[i], True
 
-    def _complexity(self, virtual: VirtualModel, body: Mapping[str, object]) -> tuple[Pool, bool]:
+    def _complexity(
+        self, virtual: VirtualModel, body: Mapping[str, object], tier: int | None = None
+    ) -> tuple[Pool, bool]:
+        """``tier``: the candidate index an external classifier named, if it answered;
+        else the built-in estimate decides, by the virtual model's thresholds."""
         pools = virtual.candidates
-        preferred = tier_index(estimate(body).score, len(pools))
+        if tier is not None and 0 <= tier < len(pools):
+            preferred = tier
+        else:
+            preferred = tier_index(score(body), len(pools), virtual.thresholds)
         order = spill_order(preferred, len(pools), virtual.spillover)
         fallback: Pool | None = None
         for i in order:

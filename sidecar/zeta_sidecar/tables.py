@@ -24,8 +24,11 @@ from zeta_api import (
     RoutingTable,
     Spillover,
     Strategy,
+    VirtualModelEntry,
     parse_routing_table,
 )
+from zeta_api.router import ClassifierSpec
+from zeta_sidecar.complexity import default_thresholds
 from zeta_sidecar.picking import cumulative
 from zeta_sidecar.resilience import Health, warmup_factor
 
@@ -118,6 +121,11 @@ class VirtualModel:
     candidates: tuple[Pool, ...]
     cum: list[float]
     """Cumulative model weights, for the ``weighted`` strategy."""
+    thresholds: tuple[float, ...] = ()
+    """``complexity``: the score thresholds between candidates, as declared or else the
+    built-in estimator's defaults for this many candidates (resolved once, here)."""
+    classifier: ClassifierSpec | None = None
+    """``complexity``: the external classifier to ask first, if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +202,7 @@ class TableStore:
             pools[name] = _pool(name, entry, members, warmup)
         self._pods = pods
         virtual = {
-            name: _virtual(name, v.strategy, v.spillover, [pools[c] for c in v.candidates])
+            name: _virtual(name, v, [pools[c] for c in v.candidates])
             for name, v in table.virtual_models.items()
         }
         names_json = {name: json.dumps(name).encode() for name in [*pools, *virtual]}
@@ -225,11 +233,17 @@ def _pool(name: str, entry: ModelEntry, members: Sequence[Pod], warmup: float) -
     )
 
 
-def _virtual(
-    name: str, strategy: Strategy, spillover: Spillover, pools: list[Pool]
-) -> VirtualModel:
+def _virtual(name: str, entry: VirtualModelEntry, pools: list[Pool]) -> VirtualModel:
     ordered = tuple(sorted(pools, key=lambda p: (p.tier, p.name)))
-    return VirtualModel(name, strategy, spillover, ordered, cumulative([p.weight for p in ordered]))
+    return VirtualModel(
+        name,
+        entry.strategy,
+        entry.spillover,
+        ordered,
+        cumulative([p.weight for p in ordered]),
+        entry.thresholds or default_thresholds(len(ordered)),
+        entry.classifier,
+    )
 
 
 def _models_json(table: RoutingTable) -> bytes:

@@ -424,3 +424,26 @@ async def test_the_upstream_address_comes_only_from_the_table(
     assert answer.startswith(b"HTTP/1.1 200")
     assert sim.state.metrics.requests.total == 1
     assert decoy.state.metrics.requests.total == 0
+
+
+async def test_x_zeta_debug_explains_where_a_complexity_request_went(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    small, big = await make_sim(), await make_sim()
+    table = table_json(
+        {"small": [endpoint(addr(small))], "big": [endpoint(addr(big))]},
+        served={"small": "sim-7b", "big": "sim-7b"},
+        virtual={"auto": {"strategy": "complexity", "candidates": ["small", "big"]}},
+    )
+    sidecar = await make_sidecar(table)
+    url = f"{sidecar.url}/v1/chat/completions"
+    for stream in (False, True):
+        debug = {"x-zeta-debug": "1"}
+        async with http.post(url, json=chat("auto", stream=stream), headers=debug) as resp:
+            assert resp.status == 200
+            why = resp.headers["x-zeta-complexity"]
+            await resp.read()
+        assert why.startswith("score=")
+        assert "tier=1/2" in why
+    async with http.post(url, json=chat("auto")) as resp:
+        assert "x-zeta-complexity" not in resp.headers  # only when asked for

@@ -36,7 +36,13 @@ def router() -> Router:
 
 SIMPLE = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 HARD = {
-    "messages": [{"role": "user", "content": "prove it step by step ```def f()```"}],
+    "messages": [
+        {
+            "role": "user",
+            "content": "Implement a thread-safe LRU cache with O(1) get and put, and explain "
+            "how you avoid deadlocks.",
+        }
+    ],
     "max_tokens": 2048,
 }
 
