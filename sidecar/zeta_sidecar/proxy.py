@@ -60,7 +60,7 @@ _RETRY_STATUSES = frozenset({502, 503})
 _DEBUG_HEADER = "x-zeta-debug"
 """A request with ``x-zeta-debug: 1`` to a complexity virtual model is answered with an
 ``x-zeta-complexity`` header: its score, tier and the signals that weighed most."""
-_EXPLAIN_KEY = "zeta_explain"
+_EXPLAIN_KEY = web.RequestKey("zeta_explain", tuple[str, str])
 _TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,12})')
 _LARGE_BODY_BYTES = 1 << 20
 """Request bodies above this size are parsed one at a time (see :func:`completions`)."""
