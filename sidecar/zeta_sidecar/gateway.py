@@ -84,6 +84,7 @@ class Gateway:
             logger.error("routing table refused, keeping the last good one: %s", exc)
             return False
         if changed:
+            self.metrics.forget(self.store.departed)
             retry = snapshot.balancing.retry
             self.budget.budget, self.budget.min_per_second = retry.budget, retry.min_per_second
             if snapshot.table.traffic != self.traffic.traffic:

@@ -5,6 +5,7 @@ prometheus_client's label validation each time). Per-pod gauges (in flight, ejec
 are read from the table store at scrape time, so the hot path never touches them.
 """
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -168,6 +169,20 @@ class Metrics:
             child = self.requests.labels(model, chosen, pod, str(code))
             self._request_children[key] = child
         child.inc()
+
+    def forget(self, pods: Iterable[Pod]) -> None:
+        """Drop the label sets of pods that left the table, so pod churn cannot grow the
+        exported series (and this process's memory) without bound."""
+        gone = {(pod.model, pod.name) for pod in pods}
+        if not gone:
+            return
+        for key in [k for k in self._request_children if (k[1], k[2]) in gone]:
+            del self._request_children[key]
+            model, chosen, pod, code = key
+            self.requests.remove(model, chosen, pod, str(code))
+        for model, pod in gone:
+            with contextlib.suppress(KeyError):  # never ejected: no series to drop
+                self.ejections.remove(model, pod)
 
     def watch_queues(self, queued: Callable[[], Mapping[str, int]]) -> None:
         """Export the admission queues' lengths (read at scrape time)."""

@@ -159,6 +159,8 @@ class TableStore:
         self.epoch = 0
         """Bumped on every health change and table swap; pools recompute weights then."""
         self._pods: dict[tuple[str, str], Pod] = {}
+        self.departed: list[Pod] = []
+        """Pods the last table swap removed (their metric labels go with them)."""
 
     def load(self, raw: bytes, now: float) -> tuple[Snapshot, bool]:
         """Validate and swap in ``raw``; ``(snapshot, changed)``.
@@ -200,6 +202,7 @@ class TableStore:
             for pod in members:
                 pods[(name, pod.address)] = pod
             pools[name] = _pool(name, entry, members, warmup)
+        self.departed = [pod for key, pod in self._pods.items() if key not in pods]
         self._pods = pods
         virtual = {
             name: _virtual(name, v, [pools[c] for c in v.candidates])

@@ -1,6 +1,7 @@
 """The table store: each bad table refused with the last good one kept; pod state kept."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,23 @@ def test_warmup_reduces_a_newcomers_share_until_it_is_over() -> None:
     assert pool.cumulative(100.0, 10.0, store.epoch) == pytest.approx([1.0, 1.1])
     assert pool.cumulative(105.0, 10.0, store.epoch) == pytest.approx([1.0, 1.55])
     assert pool.cumulative(110.0, 10.0, store.epoch) == pytest.approx([1.0, 2.0])
+
+
+def test_pods_that_leave_take_their_metric_series_with_them() -> None:
+    # Issue 10: per-pod label sets grew with pod churn, for the life of the process.
+    from prometheus_client import generate_latest
+
+    from zeta_sidecar.gateway import Gateway
+    from zeta_sidecar.settings import Settings
+
+    gw = Gateway(Settings(table_file=Path("unused")))
+    first = table_json({"m": [endpoint("127.0.0.1:1", pod="a"), endpoint("127.0.0.2:1", pod="b")]})
+    assert gw.load_table(first.encode())
+    gw.metrics.request("m", "m", "a", 200)
+    gw.metrics.request("m", "m", "b", 200)
+    gw.metrics.ejections.labels("m", "b").inc()
+    second = table_json({"m": [endpoint("127.0.0.1:1", pod="a")]}, revision=2)
+    assert gw.load_table(second.encode())
+    text = generate_latest(gw.metrics.registry).decode()
+    assert 'pod="a"' in text
+    assert 'pod="b"' not in text
