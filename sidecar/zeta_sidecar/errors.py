@@ -153,16 +153,12 @@ class UpstreamTimeout(ApiError):
     status, kind, code = 504, "server_error", "upstream_timeout"
 
 
-def _error_object(message: str, kind: str, code: str, param: str | None) -> bytes:
+def error_body(message: str, *, kind: str, code: str, param: str | None = None) -> bytes:
+    """The JSON body of an error answer."""
     error = {"message": message, "type": kind, "param": param, "code": code}
     return json.dumps({"error": error}, separators=(",", ":")).encode()
 
 
-def error_body(message: str, *, kind: str, code: str, param: str | None = None) -> bytes:
-    """The JSON body of an error answer."""
-    return _error_object(message, kind, code, param)
-
-
 def sse_error_event(message: str, *, code: str = "upstream_failed") -> bytes:
     """An SSE event that ends a stream cut after its first byte (the OpenAI SDK raises it)."""
-    return b"data: " + _error_object(message, "server_error", code, None) + b"\n\n"
+    return b"data: " + error_body(message, kind="server_error", code=code) + b"\n\n"

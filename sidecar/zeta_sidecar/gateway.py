@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from zeta_api import Timeouts, Traffic
+from zeta_api import Traffic
 from zeta_sidecar.admission import Admission
 from zeta_sidecar.classifier import Classifier
 from zeta_sidecar.metrics import Metrics
@@ -70,11 +70,6 @@ class Gateway:
     def session(self, session: aiohttp.ClientSession | None) -> None:
         self._session = session
 
-    @property
-    def ready(self) -> bool:
-        """A table is loaded and no SIGTERM came."""
-        return self.store.current is not None and not self.draining
-
     def load_table(self, raw: bytes) -> bool:
         """Validate and apply a table; refused ones are counted and logged. ``True`` if new."""
         try:
@@ -97,12 +92,6 @@ class Gateway:
         else:
             self.metrics.table_reloads.labels("unchanged").inc()
         return changed
-
-    @property
-    def timeouts(self) -> Timeouts:
-        """The current table's upstream timeouts (defaults before any table)."""
-        snapshot = self.store.current
-        return snapshot.balancing.timeouts if snapshot is not None else _DEFAULT_TIMEOUTS
 
     @property
     def upstream(self) -> UpstreamPool:
@@ -171,7 +160,5 @@ class Gateway:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
-
-_DEFAULT_TIMEOUTS = Timeouts()
 
 GATEWAY = web.AppKey("zeta_gateway", Gateway)

@@ -56,11 +56,6 @@ class Pod:
     is not in the report yet."""
     health: Health = field(default_factory=Health)
 
-    @property
-    def load(self) -> float:
-        """Local in-flight requests per unit of capacity: what the P2C picker compares."""
-        return self.inflight / self.capacity
-
 
 @dataclass(slots=True, eq=False)
 class Pool:
