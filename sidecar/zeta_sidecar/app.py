@@ -36,7 +36,7 @@ from zeta_sidecar.connections import (
 from zeta_sidecar.errors import BodyTooLarge, ExpectationFailed, MethodNotAllowed, UnknownRoute
 from zeta_sidecar.gateway import GATEWAY, Gateway
 from zeta_sidecar.proxy import completions, models
-from zeta_sidecar.upstream import Pool as UpstreamPool
+from zeta_sidecar.upstream import Connections
 
 __all__ = ["AdminRunner", "TrafficRunner", "admin_app", "runners", "traffic_handler"]
 
@@ -219,7 +219,7 @@ class AdminRunner(web.AppRunner):
 
 @contextlib.asynccontextmanager
 async def _client_session(gateway: Gateway) -> AsyncIterator[None]:
-    gateway.upstream = UpstreamPool(asyncio.get_running_loop())
+    gateway.upstream = Connections(asyncio.get_running_loop())
     # Health probes only: rare, so aiohttp's full client is fine for them.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=_PROBE_CONNECTIONS))
     gateway.session = session

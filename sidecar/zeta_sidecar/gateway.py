@@ -26,7 +26,7 @@ from zeta_sidecar.routing import Router
 from zeta_sidecar.settings import Settings
 from zeta_sidecar.tables import Pod, Snapshot, TableStore
 from zeta_sidecar.traffic import TrafficPolicy
-from zeta_sidecar.upstream import Pool as UpstreamPool
+from zeta_sidecar.upstream import Connections
 
 __all__ = ["GATEWAY", "Gateway"]
 
@@ -57,7 +57,7 @@ class Gateway:
         self.large_bodies = asyncio.Semaphore(1)
         """Held while a large request body is parsed: one at a time (see proxy.py)."""
         self._session: aiohttp.ClientSession | None = None
-        self._upstream: UpstreamPool | None = None
+        self._upstream: Connections | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -94,15 +94,15 @@ class Gateway:
         return changed
 
     @property
-    def upstream(self) -> UpstreamPool:
+    def upstream(self) -> Connections:
         """The pods' keep-alive connections (opened by the application's cleanup context)."""
         if self._upstream is None:
             raise RuntimeError("the gateway's upstream pool is not open")
         return self._upstream
 
     @upstream.setter
-    def upstream(self, pool: UpstreamPool | None) -> None:
-        self._upstream = pool
+    def upstream(self, connections: Connections | None) -> None:
+        self._upstream = connections
 
     def _has_room(self, model: str) -> bool:
         snapshot = self.store.current

@@ -52,7 +52,7 @@ from typing import Final, cast
 
 import httptools
 
-__all__ = ["ConnectFailed", "Disconnected", "Exchange", "Pool", "ProtocolError"]
+__all__ = ["ConnectFailed", "Connections", "Disconnected", "Exchange", "ProtocolError"]
 
 _HIGH_WATER: Final = 1 << 20
 """Bytes of body buffered for the consumer before the socket stops being read."""
@@ -95,10 +95,10 @@ class _Unexpected(Exception):
 class Exchange(asyncio.Protocol):
     """One connection, and the response in progress on it."""
 
-    def __init__(self, pool: "Pool", address: str) -> None:
-        self._pool = pool
+    def __init__(self, connections: "Connections", address: str) -> None:
+        self._connections = connections
         self.address = address
-        self._loop = pool.loop
+        self._loop = connections.loop
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._state = _DONE
@@ -323,7 +323,7 @@ class Exchange(asyncio.Protocol):
     def release(self) -> None:
         """Done with this exchange: back to the pool if complete and reusable, else closed."""
         if self._state == _DONE and self._reusable and self._lost is None and not self._pieces:
-            self._pool.put(self)
+            self._connections.put(self)
         else:
             self.close()
 
@@ -354,8 +354,8 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class Pool:
-    """Idle keep-alive connections per pod address."""
+class Connections:
+    """Idle keep-alive connections per pod address (the pods' connection pool)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop

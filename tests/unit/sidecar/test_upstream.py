@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from zeta_sidecar.upstream import ConnectFailed, Disconnected, Pool, ProtocolError
+from zeta_sidecar.upstream import ConnectFailed, Connections, Disconnected, ProtocolError
 
 from .conftest import free_port
 
@@ -63,7 +63,7 @@ async def test_chunked_body_split_anywhere_is_decoded(
             await writer.drain()
         await reader.read()
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     address = await serve(handler)
     exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
     assert (exchange.status, exchange.content_type) == (200, "text/event-stream")
@@ -85,7 +85,7 @@ async def test_keep_alive_reuses_one_connection(serve: Callable[[Handler], Await
                 return
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     address = await serve(handler)
     for _ in range(5):
         exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
@@ -104,7 +104,7 @@ async def test_a_stale_keep_alive_connection_is_replaced_transparently(
         await writer.drain()
         writer.close()  # the server ends keep-alive after one request, without saying so
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     address = await serve(handler)
     for _ in range(3):
         exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
@@ -115,7 +115,7 @@ async def test_a_stale_keep_alive_connection_is_replaced_transparently(
 
 
 async def test_failures_map_to_their_exceptions(serve: Callable[[Handler], Awaitable[str]]) -> None:
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     with pytest.raises(ConnectFailed):
         await pool.request(
             f"127.0.0.1:{free_port()}", REQUEST, connect_timeout=1, first_byte_timeout=1
@@ -166,7 +166,7 @@ async def test_body_until_close_when_unframed(serve: Callable[[Handler], Awaitab
         await writer.drain()
         writer.close()
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     exchange = await pool.request(
         await serve(handler), REQUEST, connect_timeout=1, first_byte_timeout=1
     )
@@ -202,7 +202,7 @@ async def test_an_interim_100_is_skipped_and_the_real_answer_read(
     # with the real answer unread, so the next request got it (a cross-client leak).
     first = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
     second = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     address = await serve(_answering(first, second))
     bodies = []
     for _ in range(2):
@@ -230,7 +230,7 @@ async def test_bytes_after_a_complete_answer_keep_the_connection_out_of_the_pool
             reader, writer
         )
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     address = await serve(handler)
     exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
     assert await exchange.read(2) == b"ok"
@@ -267,7 +267,7 @@ _BAD_HEADS = {
 async def test_an_ambiguous_or_invalid_head_is_a_protocol_error(
     serve: Callable[[Handler], Awaitable[str]], answer: bytes
 ) -> None:
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     address = await serve(_answering(answer))
     with pytest.raises(ProtocolError):
         await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
@@ -289,7 +289,7 @@ async def test_bad_chunked_framing_is_a_protocol_error(
     serve: Callable[[Handler], Awaitable[str]], body: bytes
 ) -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     address = await serve(_answering(head + body))
     exchange = await pool.request(address, REQUEST, connect_timeout=1, first_byte_timeout=2)
     with pytest.raises(ProtocolError):
@@ -311,7 +311,7 @@ async def test_a_trickled_chunk_line_does_not_hold_the_deadline_open(
             await writer.drain()
             await asyncio.sleep(0.01)
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     exchange = await pool.request(
         await serve(handler), REQUEST, connect_timeout=1, first_byte_timeout=1
     )
@@ -336,7 +336,7 @@ async def test_a_trickled_head_does_not_hold_the_first_byte_deadline_open(
             await writer.drain()
             await asyncio.sleep(0.01)
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     loop = asyncio.get_running_loop()
     begun = loop.time()
     with pytest.raises(TimeoutError):
@@ -359,7 +359,7 @@ async def test_a_long_answer_is_read_in_pieces_with_bounded_buffering(
             await writer.drain()
         await reader.read()
 
-    pool = Pool(asyncio.get_running_loop())
+    pool = Connections(asyncio.get_running_loop())
     exchange = await pool.request(
         await serve(handler), REQUEST, connect_timeout=1, first_byte_timeout=2
     )
