@@ -64,6 +64,10 @@ _EXPLAIN_KEY = web.RequestKey("zeta_explain", tuple[str, str])
 _TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,12})')
 _LARGE_BODY_BYTES = 1 << 20
 """Request bodies above this size are parsed one at a time (see :func:`completions`)."""
+_MAX_HELD_EVENT = 1 << 20
+"""An SSE event is relayed only once it is complete, so a stream cut mid-event never
+hands the client half an event (its SDK would fail to parse it, and the error event
+after it would be glued to it); an "event" longer than this is passed on as it comes."""
 _WHOLE_ANSWER_BYTES = 1 << 20
 """Plain answers up to this size are read whole before the client gets a byte (a cut one
 is still a clean 502); longer ones are relayed piece by piece."""
@@ -531,12 +535,17 @@ async def _relay_stream(
         status=exchange.status, headers=_answer_headers(request, exchange)
     )
     await response.prepare(request)
+    held = b""  # the start of an event not yet complete: it waits for its end
     try:
         while chunk:
-            await response.write(chunk)
             if usage is not None:
                 usage.seen(chunk)
+            chunk, held = _whole_events(held, chunk)
+            if chunk:
+                await response.write(chunk)
             chunk = await exchange.readany(timeouts.idle)
+        if held:
+            await response.write(held)  # a stream that ends without its last blank line
         await response.write_eof()
     except TimeoutError:
         gw.failed(pod)
@@ -554,7 +563,19 @@ async def _relay_stream(
     return response
 
 
+def _whole_events(held: bytes, chunk: bytes) -> tuple[bytes, bytes]:
+    """(the complete SSE events of ``held + chunk``, the start of one still incomplete)."""
+    data = held + chunk if held else chunk
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    end = max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+    if end == len(data) or len(data) - end > _MAX_HELD_EVENT:
+        return data, b""
+    return data[:end], data[end:]
+
+
 async def _end_with_error(response: web.StreamResponse, message: str, code: str) -> None:
+    # Only whole events were relayed (see _relay_stream), so this one starts clean.
     # The client may be gone too: then there is nobody left to tell.
     with contextlib.suppress(ConnectionError):
         await response.write(sse_error_event(message, code=code))

@@ -447,3 +447,15 @@ async def test_x_zeta_debug_explains_where_a_complexity_request_went(
         assert "tier=1/2" in why
     async with http.post(url, json=chat("auto")) as resp:
         assert "x-zeta-complexity" not in resp.headers  # only when asked for
+
+
+def test_only_whole_sse_events_are_relayed() -> None:
+    # Issue 7: a pod cut mid-event left half an event glued to the error event after it.
+    from zeta_sidecar.proxy import _whole_events
+
+    assert _whole_events(b"", b"data: a\n\ndata: b") == (b"data: a\n\n", b"data: b")
+    assert _whole_events(b"data: b", b"c\n\n") == (b"data: bc\n\n", b"")
+    assert _whole_events(b"", b"data: a\r\n\r\nda") == (b"data: a\r\n\r\n", b"da")
+    assert _whole_events(b"", b"no end yet") == (b"", b"no end yet")
+    huge = b"x" * ((1 << 20) + 1)
+    assert _whole_events(b"", huge) == (huge, b"")  # past the bound: passed on as it comes
