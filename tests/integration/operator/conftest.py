@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from zeta_api import GROUP, PLURAL, VERSION
 from zeta_testbed.testbed import Testbed
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -131,22 +132,20 @@ def release_routers(testbed: Testbed, namespace: str | None) -> None:
     with testbed.api_client() as api:
         custom = k8s.CustomObjectsApi(api)
         if namespace is None:
-            found = custom.list_cluster_custom_object("zeta.dev", "v1alpha1", "zetarouters")
+            found = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
             items = [i for i in found.get("items", []) if i["metadata"].get("deletionTimestamp")]
         else:
-            found = custom.list_namespaced_custom_object(
-                "zeta.dev", "v1alpha1", namespace, "zetarouters"
-            )
+            found = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
             items = found.get("items", [])
         for item in items:
             if not item["metadata"].get("finalizers"):
                 continue
             try:
                 custom.patch_namespaced_custom_object(
-                    "zeta.dev",
-                    "v1alpha1",
+                    GROUP,
+                    VERSION,
                     item["metadata"]["namespace"],
-                    "zetarouters",
+                    PLURAL,
                     item["metadata"]["name"],
                     {"metadata": {"finalizers": None}},
                 )
@@ -205,10 +204,13 @@ def read_table(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, Any]
     return table
 
 
+def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> None:
+    """Create a ZetaRouter (``body`` is the whole object, as kubectl would send it)."""
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
 def status(custom: k8s.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
-    obj = custom.get_namespaced_custom_object(
-        "zeta.dev", "v1alpha1", namespace, "zetarouters", name
-    )
+    obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     result: dict[str, Any] = obj.get("status") or {}
     return result
 

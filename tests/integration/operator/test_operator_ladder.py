@@ -17,6 +17,7 @@ from zeta_testbed.testbed import Testbed
 from .conftest import (
     OperatorProcess,
     condition,
+    create,
     model,
     pod_weights,
     read_table,
@@ -26,10 +27,6 @@ from .conftest import (
 )
 
 MODELS = [model("sim-7b", "7b", 2)]
-
-
-def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> None:
-    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", body)
 
 
 def check_sane(table: dict[str, Any]) -> None:

@@ -14,14 +14,10 @@ from kubernetes import client as k8s
 
 from zeta_testbed.testbed import PodInfo, Testbed
 
-from .conftest import OperatorProcess, model, pod_weights, read_table, router, wait_for
+from .conftest import OperatorProcess, create, model, pod_weights, read_table, router, wait_for
 
 MODELS = [model("sim-7b", "7b", 2)]
 PEERING = "zeta-ha"
-
-
-def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, object]) -> None:
-    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", body)
 
 
 def _chat(pod: PodInfo) -> None:

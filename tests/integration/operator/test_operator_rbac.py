@@ -24,6 +24,7 @@ from .conftest import (
     ROOT,
     OperatorProcess,
     condition,
+    create,
     model,
     pod_weights,
     read_table,
@@ -124,7 +125,7 @@ def test_the_operator_needs_no_more_than_its_cluster_role(  # noqa: PLR0917 - fi
     )
     pod = testbed.add_pod("7b", namespace=namespace)
     body = router("rbac", testbed.prometheus_url, [model("sim-7b", "7b", 2)])
-    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", body)
+    create(custom, namespace, body)
     wait_for(
         "the table, written with the service account",
         lambda: list(pod_weights(read_table(core, namespace, "rbac"), "sim-7b")) == [pod.name],

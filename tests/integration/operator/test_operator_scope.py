@@ -14,6 +14,7 @@ from zeta_testbed.testbed import Testbed
 from .conftest import (
     OperatorProcess,
     condition,
+    create,
     model,
     pod_weights,
     read_table,
@@ -24,10 +25,6 @@ from .conftest import (
 )
 
 TWO_TIERS = [model("sim-7b", "7b", 2), model("sim-14b", "14b", 3)]
-
-
-def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, object]) -> None:
-    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", body)
 
 
 def conditions_now(

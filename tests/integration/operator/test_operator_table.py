@@ -7,11 +7,13 @@ import subprocess
 
 from kubernetes import client as k8s
 
+from zeta_api import GROUP, PLURAL, VERSION
 from zeta_testbed.testbed import Testbed
 
 from .conftest import (
     OperatorProcess,
     condition,
+    create,
     model,
     pod_weights,
     read_table,
@@ -21,10 +23,6 @@ from .conftest import (
 )
 
 THREE_TIERS = [model("sim-4b", "4b", 1), model("sim-7b", "7b", 2), model("sim-14b", "14b", 3)]
-
-
-def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, object]) -> None:
-    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", body)
 
 
 def test_table_holds_every_ready_pod_within_two_intervals_and_status_is_ready(
@@ -197,5 +195,5 @@ def test_deleting_the_router_deletes_its_table(
     cm = core.read_namespaced_config_map("gone-routing", namespace)
     owner = cm.metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.controller) == ("ZetaRouter", "gone", True)
-    custom.delete_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", "gone")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gone")
     wait_for("the table garbage-collected", lambda: read_table(core, namespace, "gone") is None, 60)

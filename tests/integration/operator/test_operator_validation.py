@@ -10,7 +10,9 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from .conftest import model, router
+from zeta_api import GROUP, PLURAL, VERSION
+
+from .conftest import create, model, router
 
 VALID = router(
     "bad",
@@ -21,9 +23,7 @@ VALID = router(
 
 def refused(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> str:
     with pytest.raises(ApiException) as info:
-        custom.create_namespaced_custom_object(
-            "zeta.dev", "v1alpha1", namespace, "zetarouters", body
-        )
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     assert info.value.status == 422, info.value.body
     message: str = json.loads(info.value.body)["message"]
     return message
@@ -41,7 +41,7 @@ def variant(**spec_changes: Any) -> dict[str, Any]:
 
 
 def test_the_valid_router_is_accepted(custom: k8s.CustomObjectsApi, namespace: str) -> None:
-    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", VALID)
+    create(custom, namespace, VALID)
 
 
 def test_wrong_type_is_refused(custom: k8s.CustomObjectsApi, namespace: str) -> None:
@@ -93,9 +93,7 @@ def test_traffic_classes_are_accepted(custom: k8s.CustomObjectsApi, namespace: s
         "tenants": [{"name": "acme", "priorityClass": "batch", "requestsPerSecond": 2}],
         "modelClasses": {"sim-4b": "batch"},
     }
-    custom.create_namespaced_custom_object(
-        "zeta.dev", "v1alpha1", namespace, "zetarouters", variant(traffic=traffic)
-    )
+    create(custom, namespace, variant(traffic=traffic))
 
 
 @pytest.mark.parametrize(
