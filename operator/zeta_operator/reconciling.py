@@ -7,7 +7,8 @@ an update needs: the last weights, the ladder, the published revision. It wakes
 - at once when the spec changes (a new generation): a full update;
 - at once when the router's pods come, go, change readiness or drain: the table is
   rebuilt from the pod index and the weights already known, without asking
-  Prometheus (rung 3 of the ladder: pods are facts, metrics are opinions);
+  Prometheus (rung 3 of the ladder: pods are facts, metrics are opinions), even
+  while a full update still awaits a slow Prometheus;
 - when last-good weights turn stale, so base weights are not late by an interval.
 
 Nothing here raises out of the loop for a bad spec, an unreachable Prometheus or a
@@ -18,7 +19,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ from zeta_api import (
 from zeta_operator import discovery, weighting
 from zeta_operator.ladder import Ladder, Transition
 from zeta_operator.metrics import queries
-from zeta_operator.metrics.client import MetricsError, PrometheusSource
+from zeta_operator.metrics.client import MetricsError, PrometheusSource, Results
 from zeta_operator.metrics.extraction import extract
 from zeta_operator.publishing import ConfigMapConflict, Published, Publisher
 from zeta_operator.reporting import Verdict, build_status, model_statuses, shifts
@@ -63,6 +64,10 @@ EventFn = Callable[[str, str, str], None]
 
 def _now_text() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _serving(selection: Mapping[str, list[PodRecord]]) -> bool:
+    return any(not p.draining for pods in selection.values() for p in pods)
 
 
 @dataclass(slots=True)
@@ -185,7 +190,7 @@ class RouterLoop:
             return spec.policy.interval
         self.selection_key = key
         try:
-            await self._update(body, spec, selection, generation, full=full)
+            await self._update(body, spec, selection, generation, full=full, pods=pods)
         except (ApiException, HTTPError, OSError) as exc:
             # The apiserver is unreachable or refused a write: say so where we still can.
             self.logger.warning(f"Publishing failed, retrying next interval: {exc}")
@@ -205,7 +210,12 @@ class RouterLoop:
         )
 
     async def _collect(
-        self, spec: ZetaRouterSpec, selection: Mapping[str, list[PodRecord]]
+        self,
+        body: Mapping[str, Any],
+        spec: ZetaRouterSpec,
+        selection: Mapping[str, list[PodRecord]],
+        generation: int,
+        pods: Callable[[], Iterable[PodRecord]],
     ) -> _Metrics:
         names = [p.name for pods in selection.values() for p in pods]
         if spec.policy.static or all(m.static for m in spec.models):
@@ -224,7 +234,9 @@ class RouterLoop:
         ):
             if self.source is not None:
                 self.source.close()
-            self.source = PrometheusSource(prom.url, timeout=prom.timeout)
+            self.source = PrometheusSource(
+                prom.url, timeout=prom.timeout, max_queries=self.settings.prometheus_max_queries
+            )
         plan = queries.plan(
             prom.engine,
             prom.queries,
@@ -233,7 +245,9 @@ class RouterLoop:
             window=self.settings.rate_window,
         )
         try:
-            results = await self.source.fetch(plan)
+            results = await self._fetch_serving_pods(
+                self.source.fetch(plan), body, spec, generation, pods
+            )
         except MetricsError as exc:
             return _Metrics(
                 ok=False, verdict=Verdict(CONDITION_METRICS_AVAILABLE, FALSE, exc.reason, str(exc))
@@ -258,6 +272,56 @@ class RouterLoop:
             loads=loads, verdict=Verdict(CONDITION_METRICS_AVAILABLE, TRUE, "MetricsFresh", message)
         )
 
+    async def _fetch_serving_pods(
+        self,
+        fetch: Coroutine[Any, Any, Results],
+        body: Mapping[str, Any],
+        spec: ZetaRouterSpec,
+        generation: int,
+        pods: Callable[[], Iterable[PodRecord]],
+    ) -> Results:
+        """Await Prometheus; meanwhile, pod changes are published at once (rung 3), so a
+        slow Prometheus delays the weights, never the pods."""
+        waker = self.runtime.waker(self.namespace, self.name)
+        task = asyncio.ensure_future(fetch)
+        woken = False
+        try:
+            while True:
+                wake = asyncio.ensure_future(waker.wait())
+                try:
+                    await asyncio.wait({task, wake}, return_when="FIRST_COMPLETED")
+                finally:
+                    wake.cancel()
+                if task.done():
+                    return task.result()
+                waker.clear()
+                woken = True
+                await self._pods_changed(body, spec, generation, pods)
+        finally:
+            task.cancel()
+            # A wake-up consumed here may have been a new spec, not a pod: let the loop
+            # look again rather than sleep for an interval.
+            if woken and int(body.get("metadata", {}).get("generation") or 0) != generation:
+                waker.set()
+
+    async def _pods_changed(
+        self,
+        body: Mapping[str, Any],
+        spec: ZetaRouterSpec,
+        generation: int,
+        pods: Callable[[], Iterable[PodRecord]],
+    ) -> None:
+        selection = discovery.select(spec, pods())
+        key = discovery.selection_key(selection)
+        if key == self.selection_key:
+            return
+        self.selection_key = key
+        try:
+            await self._update(body, spec, selection, generation, full=False, pods=pods)
+        except (ApiException, HTTPError, OSError) as exc:
+            self.logger.warning(f"Publishing failed, retrying next interval: {exc}")
+            self.published = None
+
     async def _update(
         self,
         body: Mapping[str, Any],
@@ -266,15 +330,23 @@ class RouterLoop:
         generation: int,
         *,
         full: bool,
+        pods: Callable[[], Iterable[PodRecord]],
     ) -> None:
-        serving = sum(1 for pods in selection.values() for p in pods if not p.draining)
-        if not serving:
+        if not _serving(selection):
             await self._no_pods(body, spec, selection, generation)
             return
         policy = spec.policy
+        if full:
+            collected = await self._collect(body, spec, selection, generation, pods)
+            # Pods may have come and gone while Prometheus was asked (and been
+            # published meanwhile): weigh the pods there are now.
+            selection = discovery.select(spec, pods())
+            self.selection_key = discovery.selection_key(selection)
+            if not _serving(selection):
+                await self._no_pods(body, spec, selection, generation)
+                return
         before = self.weights
         if full:
-            collected = await self._collect(spec, selection)
             self.metrics_verdict = collected.verdict
             if collected.ok:
                 self.ladder, step = self.ladder.succeeded()

@@ -7,6 +7,8 @@ takes part in peering, and the few knobs the spec deliberately does not expose.
 
 from dataclasses import dataclass, field
 
+from zeta_operator.metrics.client import DEFAULT_MAX_QUERIES
+
 __all__ = ["OperatorSettings"]
 
 
@@ -42,6 +44,14 @@ class OperatorSettings:
     rate_window: str = "1m"
     """Range of ``rate()`` in the default latency and error queries: at least four
     scrape intervals of a typical Prometheus (15 s), so one missed scrape is no gap."""
+
+    prometheus_max_queries: int = DEFAULT_MAX_QUERIES
+    """Prometheus queries one router may have in flight (its own threads, never shared
+    with the ConfigMap and status writes). When hung queries hold them all, the next
+    collection fails at once (``PrometheusStalled``) instead of queueing behind them.
+    The default, two collections' worth (one query per signal), lets one stalled
+    collection pass and stops at the second: by then Prometheus is not coming back
+    within an interval."""
 
     sample_max_age: float = 120.0
     """Seconds after which a sample counts as stale (the pod then is unknown), when the
