@@ -17,7 +17,17 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from zeta_api import API_VERSION, GROUP, KIND, PLURAL, TABLE_KEY, VERSION
+from zeta_api import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    TABLE_KEY,
+    VERSION,
+    TableError,
+    content_hash,
+    parse_routing_table,
+)
 
 __all__ = [
     "ANNOTATION_HASH",
@@ -85,7 +95,14 @@ class Publisher:
             revision = int(annotations.get(ANNOTATION_REVISION, "0"))
         except ValueError:
             revision = 0
-        return Published(revision, annotations.get(ANNOTATION_HASH, ""))
+        # The hash of what the ConfigMap holds, not what its annotation claims: someone
+        # else may have changed the data (then it no longer matches, and is rewritten).
+        stated = annotations.get(ANNOTATION_HASH, "")
+        try:
+            actual = content_hash(parse_routing_table((cm.data or {}).get(TABLE_KEY, "")))
+        except TableError:
+            actual = ""
+        return Published(revision, stated if stated == actual else "")
 
     async def write(
         self,

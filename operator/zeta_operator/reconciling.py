@@ -189,6 +189,10 @@ class RouterLoop:
         if not full and key == self.selection_key:
             return spec.policy.interval
         self.selection_key = key
+        if full:
+            # Re-read the ConfigMap once per interval: someone else may have changed or
+            # deleted it, and nothing else would tell.
+            self.published = None
         try:
             await self._update(body, spec, selection, generation, full=full, pods=pods)
         except (ApiException, HTTPError, OSError) as exc:

@@ -478,12 +478,6 @@ def test_concurrent_configmap_writers_do_not_make_the_operator_hot_loop(  # noqa
     assert versions.problems(router_name="shared") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the operator trusts its cached hash: a table changed or deleted by someone "
-    "else stays until the operator's own table changes (needs a re-read per full cycle "
-    "and a hash of the data, not the annotation; see the issue-7 report)",
-)
 def test_a_table_changed_or_deleted_by_someone_else_is_restored(
     testbed: Testbed,
     core: k8s.CoreV1Api,
