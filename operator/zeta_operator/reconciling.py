@@ -36,6 +36,7 @@ from zeta_api import (
     StatusError,
     TableError,
     TableStatus,
+    Traffic,
     ZetaRouterSpec,
     ZetaRouterStatus,
     content_hash,
@@ -384,6 +385,7 @@ class RouterLoop:
             [ready, *self._metrics_and_degraded(spec, selection)],
             models=model_statuses(spec, selection, weights, self.loads),
             fallback=self.ladder.rung,
+            traffic=spec.traffic,
         )
 
     def _fallback_weights(
@@ -517,6 +519,7 @@ class RouterLoop:
         *,
         models: tuple[Any, ...],
         fallback: Fallback,
+        traffic: Traffic | None = None,
     ) -> None:
         try:
             previous = parse_status(body.get("status") or {})
@@ -530,6 +533,7 @@ class RouterLoop:
             models=models,
             table=self.table_status,
             fallback=fallback,
+            traffic=traffic,
         ).to_dict()
         if status == self.last_status:
             return

@@ -71,6 +71,10 @@ def test_table_holds_every_ready_pod_within_two_intervals_and_status_is_ready(
         "sim-14b": 1,
     }
     assert condition(st, "Ready")["reason"] == "TablePublished"
+    # The traffic classes in force (issue 9), here the defaults, and the table carries them.
+    assert [c["name"] for c in st["traffic"]["classes"]] == ["critical", "standard", "sheddable"]
+    assert st["traffic"]["defaultClass"] == "standard"
+    assert [c["name"] for c in table["traffic"]["classes"]] == ["critical", "standard", "sheddable"]
 
     env = {**os.environ, **testbed.env()}
     out = subprocess.run(
