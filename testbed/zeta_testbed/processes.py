@@ -115,6 +115,25 @@ def wait_ready(
     )
 
 
+def listens_on(record: ProcessRecord, ip: str, port: int) -> bool:
+    """The process itself holds a listening TCP socket on ``ip:port`` (IPv4).
+
+    A probe over HTTP cannot tell: another testbed on this machine may have bound the
+    same address a moment earlier, and its process would answer for ours.
+    """
+    local = "".join(f"{int(b):02X}" for b in reversed(ip.split("."))) + f":{port:04X}"
+    try:
+        fd_dir = f"/proc/{record.pid}/fd"
+        inodes = {os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)}
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(
+        f[1] == local and f[3] == "0A" and f"socket:[{f[9]}]" in inodes  # 0A: LISTEN
+        for f in (line.split() for line in lines)
+    )
+
+
 def http_ok(url: str, *, ca_file: Path | None = None, token: str | None = None) -> bool:
     """True when ``url`` answers 200; any error (refused, TLS, timeout) is just 'not yet'."""
     context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None

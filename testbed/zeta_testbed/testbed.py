@@ -437,10 +437,21 @@ class Testbed:
         ready: bool = True,
     ) -> PodInfo:
         """Start a simulator and the Pod object that stands for it."""
-        with self._locked() as state:
-            pod = self._spawn_simulator(state, size, namespace or state.namespace)
-        self._register_pod(pod, labels=labels, ready=ready)
-        return pod
+        for attempt in range(_ADDRESS_ATTEMPTS):
+            with self._locked() as state:
+                pod = self._spawn_simulator(state, size, namespace or state.namespace)
+            try:
+                self._register_pod(pod, labels=labels, ready=ready)
+            except processes.StartError:
+                if attempt + 1 == _ADDRESS_ATTEMPTS or processes.is_running(pod.process):
+                    raise
+                # Its simulator exited: another testbed bound the address first. Forget
+                # this one and take another address.
+                with self._locked() as state:
+                    state.pods = [p for p in state.pods if p.name != pod.name]
+                continue
+            return pod
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _spawn_simulator(self, state: State, size: str, namespace: str) -> PodInfo:
         if size not in pods.SIZES:
@@ -460,7 +471,11 @@ class Testbed:
         """Once its simulator answers, create the Pod and report it Running (the kubelet's job)."""
         processes.wait_ready(
             pod.process,
-            lambda: processes.http_ok(f"{pod.url}/health"),
+            # Its own process must hold the address: another testbed's could answer too.
+            lambda: (
+                processes.http_ok(f"{pod.url}/health")
+                and processes.listens_on(pod.process, pod.ip, pods.MODEL_PORT)
+            ),
             timeout=START_TIMEOUT,
             what=f"simulator of pod {pod.name}",
         )
@@ -519,6 +534,10 @@ class Testbed:
                 processes.stop(state.processes[name])
         if not keep_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+_ADDRESS_ATTEMPTS = 3
+"""Tries at a pod address when other testbeds take the ones found free first."""
 
 
 def free_ports(count: int) -> list[int]:
