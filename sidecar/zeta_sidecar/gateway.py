@@ -134,10 +134,14 @@ class Gateway:
 
     async def probe_ejected(self) -> None:
         """Check every pod whose ejection is over; runs until cancelled."""
+        swept = self.clock()
         while True:
             await asyncio.sleep(self.settings.probe_interval)
             # Other replicas' requests ending show only in reported load: look again.
             self.admission.wake_all()
+            if self._upstream is not None and self.clock() - swept >= 1.0:
+                swept = self.clock()
+                self._upstream.sweep()
             snapshot = self.store.current
             if snapshot is None:
                 continue

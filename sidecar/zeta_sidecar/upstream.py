@@ -371,6 +371,19 @@ class Connections:
         exchange.idle_since = time.monotonic()
         stack.append(exchange)
 
+    def sweep(self) -> int:
+        """Close idle connections too old to reuse; how many were closed. Without it they
+        would stay open until the pod's own keep-alive ends them (75 s for some)."""
+        closed = 0
+        for stack in self._idle.values():
+            stale = [e for e in stack if not e.usable]
+            if stale:
+                stack[:] = [e for e in stack if e.usable]
+                for exchange in stale:
+                    exchange.close()
+                closed += len(stale)
+        return closed
+
     def _take(self, address: str) -> Exchange | None:
         stack = self._idle.get(address)
         while stack:
