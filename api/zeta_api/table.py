@@ -241,6 +241,7 @@ def _no_constants(name: str) -> object:
 def _check(table: RoutingTable) -> None:
     seen: dict[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int], str] = {}
     positive_models = 0
+    any_endpoint = False
     for name, model in table.models.items():
         where = f"models[{name}]"
         _check_name(name, where)
@@ -263,7 +264,10 @@ def _check(table: RoutingTable) -> None:
         if model.weight > 0 and not positive_endpoints:
             raise TableError(f"{where}.weight: must be 0 for a model with no endpoint to serve")
         positive_models += model.weight > 0
-    if not positive_models:
+        any_endpoint = any_endpoint or serving > 0
+    if not positive_models and any_endpoint:
+        # No endpoint to serve is a real state (no pod ready, or all draining: the sidecar
+        # answers 503); endpoints to serve and yet no weight anywhere is a broken table.
         raise TableError("models: every model weight is 0")
     for name, virtual in table.virtual_models.items():
         where = f"virtualModels[{name}]"

@@ -442,22 +442,29 @@ class RouterLoop:
         selection: Mapping[str, list[PodRecord]],
         generation: int,
     ) -> None:
-        # Nothing to route to: the last table (if any) stays, as a sidecar would keep it.
+        # Nothing to route to: a table whose models have no endpoint, so the sidecars
+        # answer 503 at once rather than keep sending to pods no longer ready (or gone).
+        empty = weighting.base_weights(weighting.model_inputs(spec, selection, {}), spec.policy)
+        published = await self._publish(body, spec, selection, empty)
+        verdicts = [
+            Verdict(
+                CONDITION_READY,
+                FALSE,
+                "NoPodsSelected",
+                "no ready, undrained pod matches any model's selector in namespace "
+                f"{self.namespace}",
+            ),
+            *self._metrics_and_degraded(spec, selection),
+        ]
+        if published.status is not TRUE:  # the table could not be written: say why
+            verdicts[0] = published
         await self._report(
             body,
             generation,
-            [
-                Verdict(
-                    CONDITION_READY,
-                    FALSE,
-                    "NoPodsSelected",
-                    "no ready, undrained pod matches any model's selector in namespace "
-                    f"{self.namespace}",
-                ),
-                *self._metrics_and_degraded(spec, selection),
-            ],
+            verdicts,
             models=model_statuses(spec, selection, None, {}),
             fallback=self.ladder.rung,
+            traffic=spec.traffic,
         )
 
     async def _publish(

@@ -67,6 +67,14 @@ class TestAccepts:
         table = parse_routing_table(_text(table_doc))
         assert table.models["qwen-4b"].endpoints[0].draining
 
+    def test_no_pod_ready_anywhere(self, table_doc: Doc) -> None:
+        # Issue 7: with no pod ready the operator kept the last table, and the sidecar
+        # kept sending to pods no longer ready; now it publishes this, answered with 503.
+        for model in table_doc["models"].values():
+            model.update(weight=0, endpoints=[])
+        table = parse_routing_table(_text(table_doc))
+        assert all(not m.endpoints for m in table.models.values())
+
     def test_ipv6_endpoints(self, table_doc: Doc) -> None:
         table_doc["models"]["qwen-4b"]["endpoints"][0]["address"] = "[fd00::1]:8000"
         parse_routing_table(_text(table_doc))
