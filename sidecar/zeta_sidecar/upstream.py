@@ -208,6 +208,10 @@ class Exchange(asyncio.Protocol):
             elif lower == "content-length":
                 self.content_length = int(value)  # llhttp accepted it: digits only
             elif lower == "transfer-encoding":
+                # Only plain chunked: a coding under it (gzip, chunked) would reach the
+                # client undeclared, as the header is hop-by-hop and not forwarded.
+                if value.strip().lower() != "chunked":
+                    raise ProtocolError(f"transfer coding {value[:40]!r}")
                 chunked = True
         # No length and not chunked: the body runs to the connection's end (llhttp
         # knows 204 and 304 have none, and completes them at once).

@@ -260,6 +260,8 @@ _BAD_HEADS = {
     "status-1000": b"HTTP/1.1 1000 Nope\r\n" + _CL2 + b"\r\nok",
     "http-2.0": b"HTTP/2.0 200 OK\r\n" + _CL2 + b"\r\nok",
     "1MB-header": _OK + b"X-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",
+    "gzip-under-chunked": _OK + b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    "gzip-to-close": _OK + b"Transfer-Encoding: gzip\r\n\r\nok",
 }
 
 
