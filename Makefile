@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench crd clean
+.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench bench-routing crd clean
 
 setup: $(STAMP) tools  ## venv with the project (editable) and test extras, plus the Go tools
 
@@ -48,10 +48,14 @@ demo: setup  ## a testbed with simulated 4b/7b/14b pods and a little traffic
 demo-down:  ## stop the demo's testbed
 	$(BIN)/zeta-testbed down --state-dir .testbed/demo
 
-bench: setup  ## every benchmark; each writes its table to bench/results/
+bench: setup bench-routing  ## every benchmark; each writes its table to bench/results/
 	$(BIN)/python bench/sim_throughput.py
 	$(BIN)/python bench/reconcile_weights.py
 	$(BIN)/python bench/proxy_overhead.py
+	$(BIN)/python bench/complexity.py
+
+bench-routing: setup  ## Zeta vs round robin, least-request, argmin, tiers, peers (about 25 min)
+	$(BIN)/python bench/routing/run.py
 
 crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it is current)
 	$(BIN)/python -m zeta_api.crd > manifests/crds/zetarouters.zeta.dev.yaml

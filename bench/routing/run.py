@@ -1,0 +1,474 @@
+"""Run the routing benchmark: every scenario, every system, every seed; write the
+per-request records, the summaries, the report and the plots.
+
+The whole run happens in a network namespace with only loopback up (``unshare -n``):
+the testbed, the pods, every router and the load generator, so no peer can reach the
+internet (tokenizer or price-map downloads) and nothing leaves the machine.
+
+Usage::
+
+    python bench/routing/run.py                 # the full form (make bench-routing)
+    python bench/routing/run.py --short         # one scenario, one seed (the smoke test)
+    python bench/routing/run.py --only tier-2 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent.parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import proxy_overhead as po  # noqa: E402
+import yaml  # noqa: E402
+
+from routing import report, summary, systems, trace  # noqa: E402
+from routing.loadgen import Record, replay, sample_pods, sample_table  # noqa: E402
+from routing.scenarios import MIXED_SPILLOVER, Scenario, capacity_rps, full, short  # noqa: E402
+from zeta_testbed.sim.presets import PRESETS  # noqa: E402
+from zeta_testbed.testbed import Testbed  # noqa: E402
+
+RESULTS = BENCH / "results"
+CRD = ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"
+NAMESPACE = "bench"
+CONFIGMAP = "bench-routing"
+NETNS_MARK = "ZETA_ROUTING_NETNS"
+TIERS = {"4b": 1, "7b": 2, "14b": 3}
+DEFAULT_INTERVAL = 10.0
+DEFAULT_STALE_AFTER = 60.0
+DEFAULT_RATE_WINDOW = 60.0
+"""The CRD's policy defaults and zeta-operator's --rate-window default, in seconds."""
+REQUEST_TIMEOUT = 30.0
+"""Wall seconds a request may take before it counts as a timeout (a failure)."""
+
+
+def log(message: str) -> None:
+    print(f"[routing {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # loopback only
+        return json.loads(response.read() or b"null")
+
+
+# --- the testbed and Zeta ------------------------------------------------------------------
+
+
+def _router_manifest(scenario: Scenario, prometheus: str) -> dict[str, Any]:
+    """A ZetaRouter with the CRD's default policy: only what the pods need is given."""
+    models = [
+        {"name": f"sim-{size}", "tier": TIERS[size], "port": 8000,
+         "selector": {"matchLabels": {"app": "vllm", "model": size}},
+         "capacity": PRESETS[size].capacity}
+        for size in sorted(scenario.pods, key=TIERS.__getitem__)
+    ]  # fmt: skip
+    # The CRD's default policy durations are in real seconds; the pods run time_scale
+    # times faster, so the same defaults in *model* time are these wall durations
+    # (never below the CRD's 1 s minimum). Everything else stays the default.
+    scale = scenario.time_scale
+    spec: dict[str, Any] = {
+        "models": models,
+        "prometheus": {"url": prometheus, "engine": "vllm"},
+        "policy": {"interval": _duration(DEFAULT_INTERVAL / scale),
+                   "staleAfter": _duration(DEFAULT_STALE_AFTER / scale)},
+        "routingTable": {"configMapName": CONFIGMAP},
+    }  # fmt: skip
+    if len(models) > 1:
+        spec["virtualModels"] = [
+            {"name": "auto", "strategy": "complexity", "spillover": MIXED_SPILLOVER,
+             "candidates": [m["name"] for m in models]}
+        ]  # fmt: skip
+    return {
+        "apiVersion": "zeta.dev/v1alpha1",
+        "kind": "ZetaRouter",
+        "metadata": {"name": "bench", "namespace": NAMESPACE},
+        "spec": spec,
+    }
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1000, round(seconds * 1000))}ms"
+
+
+def start_zeta(testbed: Testbed, scenario: Scenario) -> None:
+    testbed.kubectl("apply", "-f", str(CRD))
+    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
+    manifest = _router_manifest(scenario, testbed.prometheus_url)
+    testbed.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    bin_dir = Path(sys.executable).parent
+    window = _duration(DEFAULT_RATE_WINDOW / scenario.time_scale)
+    testbed.run(
+        "zeta-operator",
+        [str(bin_dir / "zeta-operator"), "--namespace", NAMESPACE, "--rate-window", window],
+    )
+    _until(lambda: testbed.routing_table(NAMESPACE, CONFIGMAP) is not None, 90, "the table")
+
+
+def _until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def drain(pods: Sequence[systems.Pod], timeout: float = 120.0) -> float:
+    """Until no pod runs or queues anything, so no system inherits another's queue."""
+    for pod in pods:
+        _http("DELETE", f"{pod.url}/admin/faults")
+
+    def idle() -> bool:
+        for pod in pods:
+            stats = _http("GET", f"{pod.url}/admin/stats")
+            if stats["running"] or stats["waiting"]:
+                return False
+        return True
+
+    return _until(idle, timeout, "the pods to drain")
+
+
+def settle_zeta(testbed: Testbed, timeout: float = 45.0) -> float:
+    """Until the operator's table shows idle pods and weights within 1.3x of each other
+    per model (the operator forgets the previous system's load), or ``timeout``."""
+
+    def settled() -> bool:
+        table = testbed.routing_table(NAMESPACE, CONFIGMAP) or {"models": {}}
+        for entry in table["models"].values():
+            weights = [e["weight"] for e in entry["endpoints"]]
+            loads = [e.get("load") or {} for e in entry["endpoints"]]
+            if any((load.get("running") or 0) + (load.get("waiting") or 0) for load in loads):
+                return False
+            if weights and max(weights) > 1.3 * max(1e-9, min(weights)):
+                return False
+        return True
+
+    try:
+        return _until(settled, timeout, "the operator's weights to settle")
+    except TimeoutError:
+        log(f"zeta weights did not settle within {timeout:.0f} s; running anyway")
+        return timeout
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+def make_trace(scenario: Scenario, seed: int) -> list[Any]:
+    sample = trace.generate(
+        seed + 10_000, duration=400.0, rate=lambda t: 1.0, model=scenario.model,
+        mix=scenario.mix, peak_rate=1.0,
+    )  # fmt: skip
+    prompt = sum(r.prompt_tokens for r in sample) / len(sample)
+    output = sum(r.max_tokens for r in sample) / len(sample)
+    capacity = sum(
+        count * capacity_rps(size, prompt, output, scenario.time_scale)
+        for size, count in scenario.pods.items()
+    )
+    scenario.extra["capacity_rps"] = f"{capacity:.1f}"
+    scenario.extra["mean_prompt"] = f"{prompt:.0f}"
+    scenario.extra["mean_output"] = f"{output:.0f}"
+    return trace.generate(
+        seed,
+        duration=scenario.duration,
+        rate=lambda t: scenario.load_at(t) * capacity,
+        model=scenario.model,
+        mix=scenario.mix,
+        peak_rate=scenario.peak_load * capacity,
+    )
+
+
+def run_one(
+    scenario: Scenario,
+    *,
+    system: systems.System,
+    seed: int,
+    requests: list[Any],
+    pods: Sequence[systems.Pod],
+    testbed: Testbed,
+    procs: po.Processes,
+    workdir: Path,
+) -> tuple[list[Record], dict[str, Any]]:
+    drained = drain(pods)
+    settled = settle_zeta(testbed) if system.kind == "zeta" else 0.0
+    running = systems.start(
+        system, pods, replicas=scenario.replicas, workdir=workdir, procs=procs,
+        configmap=(f"{NAMESPACE}/{CONFIGMAP}", testbed.kubeconfig),
+    )  # fmt: skip
+
+    def action(event: Any) -> Callable[[], None]:
+        pod = pods[event.pod]
+        if event.kind == "slowdown":
+            return lambda: _http("POST", f"{pod.url}/admin/faults", {"slowdown": event.factor})
+        if event.kind == "clear":
+            return lambda: _http("DELETE", f"{pod.url}/admin/faults")
+        raise ValueError(event.kind)
+
+    events = [(e.at, action(e)) for e in scenario.events]
+
+    async def go() -> tuple[list[Record], list[Any], list[Any]]:
+        stop = asyncio.Event()
+        pod_list = [(p.name, p.url) for p in pods]
+        pods_task = asyncio.create_task(sample_pods(lambda: pod_list, stop))
+        table_task = (
+            asyncio.create_task(sample_table(running.admin[0], stop))
+            if system.kind == "zeta"
+            else None
+        )
+        try:
+            records = await replay(
+                requests, running.urls, system=system.name, scenario=scenario.name,
+                seed=seed, limit=REQUEST_TIMEOUT, events=events,
+            )  # fmt: skip
+        finally:
+            stop.set()
+        samples = await pods_task
+        table = await table_task if table_task is not None else []
+        return records, samples, table
+
+    started = time.monotonic()
+    cpu_before = systems.cpu_seconds(running)
+    try:
+        records, samples, table = asyncio.run(go())
+        router_cpu = systems.cpu_seconds(running) - cpu_before
+    finally:
+        systems.stop(running, procs)
+        for pod in pods:
+            _http("DELETE", f"{pod.url}/admin/faults")
+    info = {
+        "wall": round(time.monotonic() - started, 1),
+        "drain_before": round(drained, 1),
+        "settle_before": round(settled, 1),
+        "router_cpu": round(router_cpu, 2),
+        "samples": [asdict(s) for s in samples],
+        "table": table,
+    }
+    return records, info
+
+
+# --- the whole benchmark -------------------------------------------------------------------
+
+
+def pods_of(testbed: Testbed) -> list[systems.Pod]:
+    order = {size: i for i, size in enumerate(("4b", "7b", "14b"))}
+    found = sorted(testbed.pods(NAMESPACE), key=lambda p: (order[p.size], p.name))
+    return [
+        systems.Pod(p.name, f"sim-{p.size}", TIERS[p.size], PRESETS[p.size].capacity, p.ip, 8000)
+        for p in found
+    ]
+
+
+@dataclass
+class Outcome:
+    """What a whole benchmark run collected."""
+
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    runs_info: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def run_scenario(
+    scenario: Scenario,
+    seeds: Sequence[int],
+    *,
+    pods: Sequence[systems.Pod],
+    testbed: Testbed,
+    procs: po.Processes,
+    workdir: Path,
+    records_dir: Path,
+    outcome: Outcome,
+) -> None:
+    for seed in seeds:
+        requests = make_trace(scenario, seed)
+        log(f"{scenario.name} seed {seed}: {len(requests)} requests, "
+            f"capacity {scenario.extra['capacity_rps']} req/s")  # fmt: skip
+        for name in scenario.systems:
+            system = systems.SYSTEMS[name]
+            key = f"{scenario.name}.{name}.{seed}"
+            try:
+                records, info = run_one(
+                    scenario, system=system, seed=seed, requests=requests, pods=pods,
+                    testbed=testbed, procs=procs, workdir=workdir,
+                )  # fmt: skip
+            except Exception as exc:
+                # Said in the report; the other systems still run.
+                log(f"  {name:18} FAILED: {str(exc)[:500]}")
+                outcome.failures[key] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                continue
+            (records_dir / f"{key}.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+            (records_dir / f"{key}.info.json").write_text(json.dumps(info))
+            row = summary.summarise(
+                scenario, system, seed=seed, records=records, info=info, pods=pods
+            )
+            outcome.summaries.append(row)
+            outcome.runs_info[key] = info
+            log(f"  {name:18} {summary.one_line(row)}")
+
+
+def run(scenarios: Sequence[Scenario], seeds: Sequence[int], out: Path, records_dir: Path) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="zeta-routing-"))
+    procs = po.Processes(workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    records_dir.mkdir(parents=True, exist_ok=True)
+    outcome = Outcome()
+    started = time.monotonic()
+    groups: dict[str, list[Scenario]] = {}
+    for scenario in scenarios:
+        groups.setdefault(scenario.group, []).append(scenario)
+    try:
+        for group, members in groups.items():
+            first = members[0]
+            testbed = Testbed(workdir / f"testbed-{group}")
+            log(f"testbed {group}: pods {first.pods}, time scale {first.time_scale:g}")
+            try:
+                testbed.up(first.pods, namespace=NAMESPACE, time_scale=first.time_scale)
+                pods = pods_of(testbed)
+                if any("zeta" in s.systems for s in members):
+                    start_zeta(testbed, first)
+                for scenario in members:
+                    run_scenario(
+                        scenario, seeds, pods=pods, testbed=testbed, procs=procs,
+                        workdir=workdir, records_dir=records_dir, outcome=outcome,
+                    )  # fmt: skip
+            except Exception as exc:
+                log(f"testbed {group} FAILED: {exc}")
+                outcome.failures[f"testbed {group}"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            finally:
+                testbed.down(keep_state=True)  # its logs stay in the work folder
+    finally:
+        procs.stop_all()
+    elapsed = time.monotonic() - started
+    (out / "summary.json").write_text(json.dumps(outcome.summaries, indent=1))
+    (out / "elapsed.json").write_text(json.dumps(round(elapsed)))
+    (out / "provenance.json").write_text(
+        json.dumps(
+            [
+                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                " ".join(["python", *sys.argv]),
+                report.code_line(),
+            ]
+        )
+    )
+    (out / "failures.json").write_text(json.dumps(outcome.failures, indent=1))
+    text = report.write(
+        scenarios, seeds, outcome.summaries, runs_info=outcome.runs_info, out=out,
+        records=records_dir, elapsed=elapsed, failures=outcome.failures,
+    )  # fmt: skip
+    log(f"done in {elapsed:.0f} s; work folder (logs) {workdir}; report {report.REPORT_PATH}")
+    print(text[:3000])
+    return 0
+
+
+def rebuild(
+    scenarios: Sequence[Scenario], seeds: Sequence[int], out: Path, records_dir: Path
+) -> int:
+    """The summaries and the report again from the records and time series of an earlier
+    run, with the current summary and report code (no load is sent)."""
+    runs_info: dict[str, Any] = {}
+    summaries: list[dict[str, Any]] = []
+    for scenario in scenarios:
+        for seed in seeds:
+            make_trace(scenario, seed)  # fills scenario.extra (capacity, mean lengths)
+            for name in scenario.systems:
+                key = f"{scenario.name}.{name}.{seed}"
+                path = records_dir / f"{key}.jsonl"
+                info_path = records_dir / f"{key}.info.json"
+                if not path.exists() or not info_path.exists():
+                    continue
+                info = json.loads(info_path.read_text())
+                runs_info[key] = info
+                records = [Record(**json.loads(line)) for line in path.read_text().splitlines()]
+                names = sorted({s["pod"] for s in info["samples"]},
+                               key=lambda n: (TIERS[n.split("-")[1]], n))  # fmt: skip
+                pods = [
+                    systems.Pod(n, f"sim-{n.split('-')[1]}", TIERS[n.split("-")[1]],
+                                PRESETS[n.split("-")[1]].capacity, "", 8000)
+                    for n in names
+                ]  # fmt: skip
+                summaries.append(
+                    summary.summarise(
+                        scenario,
+                        systems.SYSTEMS[name],
+                        seed=seed,
+                        records=records,
+                        info=info,
+                        pods=pods,
+                    )
+                )
+    (out / "summary.json").write_text(json.dumps(summaries, indent=1))
+    elapsed = float(json.loads((out / "elapsed.json").read_text())) if (
+        out / "elapsed.json").exists() else 0.0  # fmt: skip
+    failures_path = out / "failures.json"
+    failures = json.loads(failures_path.read_text()) if failures_path.exists() else {}
+    where = out / "provenance.json"
+    stored = json.loads(where.read_text()) if where.exists() else None
+    provenance = (str(stored[0]), str(stored[1]), str(stored[2])) if stored else None
+    report.write(
+        scenarios, seeds, summaries, runs_info=runs_info, out=out, records=records_dir,
+        elapsed=elapsed, failures=failures, provenance=provenance,
+    )  # fmt: skip
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="one scenario, one seed")
+    parser.add_argument("--only", action="append", default=[], help="scenario name(s)")
+    parser.add_argument("--systems", default="", help="comma-separated subset of systems")
+    parser.add_argument("--seeds", type=int, default=2, help="number of seeds (1..5)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "routing")
+    parser.add_argument("--records", type=Path, default=RESULTS / "routing" / "records")
+    parser.add_argument("--report", type=Path, default=RESULTS / "routing.md")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="summaries and report from earlier records"
+    )
+    args = parser.parse_args()
+    if os.environ.get(NETNS_MARK) != "1" and not args.rebuild:
+        po.ensure_tools()  # apt-get and pip need the network: before the namespace
+        return _reexec_in_netns()
+    scenarios = short() if args.short else full()
+    if args.only:
+        scenarios = [s for s in scenarios if s.name in args.only]
+    if args.systems:
+        wanted = args.systems.split(",")
+        scenarios = [
+            Scenario(**{**{f: getattr(s, f) for f in s.__dataclass_fields__},
+                        "systems": [x for x in s.systems if x in wanted]})
+            for s in scenarios
+        ]  # fmt: skip
+    seeds = [1] if args.short else list(range(1, max(1, min(5, args.seeds)) + 1))
+    report.REPORT_PATH = args.report
+    if args.rebuild:
+        return rebuild(scenarios, seeds, args.out, args.records)
+    return run(scenarios, seeds, args.out, args.records)
+
+
+def _reexec_in_netns() -> int:
+    """Re-run this command in a new network namespace with only loopback up."""
+    if shutil.which("unshare") is None:
+        raise SystemExit("unshare (util-linux) is needed: the benchmark runs loopback-only")
+    script = 'ip link set lo up && exec "$@"'
+    argv = ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, *sys.argv]
+    env = {**os.environ, NETNS_MARK: "1"}
+    return subprocess.run(argv, env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The scenarios: which pods, what load over time, which incidents, which systems.
+
+Load is given as a fraction of the pods' estimated capacity: the saturated throughput
+of a continuous-batching pod of the sim's preset for the trace's mean prompt and output
+lengths (``capacity_rps``). Times are wall seconds at the scenario's time scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from routing.trace import Mix
+from zeta_testbed.sim.presets import PRESETS
+
+TIER_SYSTEMS = (
+    "round-robin", "random", "least-request", "argmin", "zeta",
+    "vllm-router-rr", "vllm-router-p2", "vllm-router-cache",
+)  # fmt: skip
+TIER2_SYSTEMS = tuple(s for s in TIER_SYSTEMS if s != "vllm-router-rr")
+"""vllm-router's round robin is nginx's policy: measured in the short runs, not here."""
+TIER8_SYSTEMS = ("round-robin", "least-request", "argmin", "zeta", "vllm-router-p2")
+OVERLOAD_SYSTEMS = ("round-robin", "least-request", "argmin", "zeta", "vllm-router-p2")
+REPLICA_SYSTEMS = ("round-robin", "least-request", "zeta", "vllm-router-p2")
+MIXED_SYSTEMS = ("static-complexity", "argmin", "zeta")
+MIXED = Mix(stream_share=0.3, classes=(("easy", 0.7), ("medium", 0.25), ("hard", 0.05)))
+"""Mostly easy chat, some coding, a few long reasoning prompts. The 14b pod is the
+scarce tier: it serves about 2 hard requests per wall second at time scale 4."""
+MIXED_SPILLOVER = "both"
+"""Zeta's ``auto`` spills to the nearest tier, bigger first: the quality cost of
+spilling then shows as hard requests served by smaller tiers (a table in the report)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    start: float
+    end: float
+    load: float
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: float
+    kind: str
+    """slowdown | clear (faults on pod ``pod``: index among the scenario's pods)"""
+    pod: int = 0
+    factor: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    group: str
+    """Scenarios of one group share a testbed (same pods)."""
+    pods: dict[str, int]
+    model: str
+    mix: Mix
+    duration: float
+    base_load: float
+    phases: Sequence[Phase] = ()
+    events: Sequence[Event] = ()
+    incident: tuple[float, float] | None = None
+    replicas: int = 1
+    systems: Sequence[str] = TIER_SYSTEMS
+    time_scale: float = 4.0
+    ttft_slo: float = 1.0
+    """Model seconds (wall x time scale): a stream's first token within this."""
+    tpot_slo: float = 0.08
+    """Model seconds per output token, on top of ``ttft_slo``, for non-streamed requests."""
+    notes: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def load_at(self, t: float) -> float:
+        for phase in self.phases:
+            if phase.start <= t < phase.end:
+                return phase.load
+        return self.base_load
+
+    @property
+    def peak_load(self) -> float:
+        return max([self.base_load, *(p.load for p in self.phases)])
+
+
+def capacity_rps(size: str, prompt_mean: float, output_mean: float, time_scale: float) -> float:
+    """Saturated requests/s (wall) of one pod: a full batch steps at
+    ``decode * (1 + penalty)`` and each step also prefills the prompts admitted in it,
+    so ``rate = C / (decode * (1 + penalty) * out + C * prefill * prompt)``."""
+    p = PRESETS[size]
+    step = p.decode_seconds_per_token * (1 + p.batch_penalty) * output_mean
+    rate = p.capacity / (step + p.capacity * p.prefill_seconds_per_token * prompt_mean)
+    return CALIBRATION * time_scale * rate
+
+
+CALIBRATION = 0.88
+"""Measured over formula: one 7b pod at time scale 4, 40 closed-loop clients, prompt 300
+and output 137 tokens, served 17.3 req/s where the formula says 19.6 (the batch is not
+always full, and admission waits for a step boundary)."""
+
+
+def _tier(
+    name: str,
+    pods: int,
+    *,
+    replicas: int = 1,
+    systems: Sequence[str] = TIER_SYSTEMS,
+    duration: float = 18.0,
+    time_scale: float = 8.0,
+) -> Scenario:
+    # Burst to 120 % from a fifth of the run for a tenth of it; pod 0 slowed 3x from just
+    # after the burst starts until after it ends (overlapping, as the issue asks); the
+    # rest of the run shows the recovery.
+    b0, b1 = 0.20 * duration, 0.30 * duration
+    s0, s1 = 0.22 * duration, 0.38 * duration
+    return Scenario(
+        name=name,
+        group=f"tier-{pods}",
+        pods={"7b": pods},
+        model="sim-7b",
+        mix=Mix(),
+        duration=duration,
+        base_load=0.8,
+        phases=(Phase(b0, b1, 1.2),),
+        events=(Event(s0, "slowdown", 0, 3.0), Event(s1, "clear", 0)),
+        incident=(b0, s1),
+        replicas=replicas,
+        systems=systems,
+        time_scale=time_scale,
+    )
+
+
+def _mixed(load: float, duration: float = 12.0) -> Scenario:
+    return Scenario(
+        name=f"mixed-{round(load * 100)}",
+        group="mixed",
+        pods={"4b": 2, "7b": 2, "14b": 1},
+        model="auto",
+        mix=MIXED,
+        duration=duration,
+        base_load=load,
+        systems=MIXED_SYSTEMS,
+    )
+
+
+def _overload(duration: float = 18.0) -> Scenario:
+    # 150 % for 6.3 s wall (50 s of model time), then 50 %: what queues, what is
+    # shed, how fast it clears.
+    o0, o1 = 0.2 * duration, 0.55 * duration
+    return Scenario(
+        name="overload",
+        group="tier-2",
+        pods={"7b": 2},
+        model="sim-7b",
+        mix=Mix(),
+        duration=duration,
+        base_load=0.8,
+        phases=(Phase(o0, o1, 1.5), Phase(o1, duration, 0.5)),
+        incident=(o0, o1),
+        systems=OVERLOAD_SYSTEMS,
+        time_scale=8.0,
+    )
+
+
+def full() -> list[Scenario]:
+    return [
+        _tier("tier-2", 2, systems=TIER2_SYSTEMS),
+        _overload(),
+        _tier("tier-8", 8, systems=TIER8_SYSTEMS, duration=16.0, time_scale=4.0),
+        _tier("tier-8-x3", 8, replicas=3, systems=REPLICA_SYSTEMS, duration=16.0, time_scale=4.0),
+        _mixed(0.3),
+        _mixed(0.5),
+        _mixed(0.7),
+    ]
+
+
+def short() -> list[Scenario]:
+    """One scenario, a few systems, a short run: the smoke form in ``make test``."""
+    return [_tier("tier-2", 2, systems=("round-robin", "least-request", "zeta"), duration=10.0)]
+
+
+ALL = {s.name: s for s in full()}

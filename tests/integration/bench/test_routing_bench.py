@@ -1,0 +1,38 @@
+"""The routing benchmark's short form runs end to end and writes its report.
+
+One scenario (tier, 2 pods), three systems (round robin through nginx, the sidecar with
+static weights, Zeta with the operator), one seed, a 10-second trace: the runner, the
+systems, the load generator and the report cannot rot. No figure is asserted: the
+benchmark reports, it does not judge.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+RUNNER = ROOT / "bench" / "routing" / "run.py"
+
+
+def test_short_form_writes_the_report(tmp_path: Path) -> None:
+    out, records, report = tmp_path / "out", tmp_path / "records", tmp_path / "routing.md"
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), "--short", "--out", str(out), "--records",
+         str(records), "--report", str(report)],
+        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert "## tier-2" in text
+    for system in ("round-robin", "least-request", "zeta"):
+        assert f"| {system} |" in text
+        lines = (records / f"tier-2.{system}.1.jsonl").read_text().splitlines()
+        # Every request of the trace is accounted for, whatever its outcome.
+        assert lines
+        assert all("status" in json.loads(line) for line in lines)
+    summary = json.loads((out / "summary.json").read_text())
+    assert {row["system"] for row in summary} == {"round-robin", "least-request", "zeta"}
+    assert len({row["requests"] for row in summary}) == 1  # the same trace for each
