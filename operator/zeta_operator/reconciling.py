@@ -45,6 +45,7 @@ from zeta_api import (
     parse_status,
 )
 from zeta_operator import discovery, weighting
+from zeta_operator.classifiers import classifier_verdict
 from zeta_operator.ladder import Ladder, Transition
 from zeta_operator.metrics import queries
 from zeta_operator.metrics.client import MetricsError, PrometheusSource, Results
@@ -105,6 +106,8 @@ class RouterLoop:
         self.good_state: WeightState | None = None
         self.loads: dict[str, PodLoad] = {}
         self.metrics_verdict: Verdict | None = None
+        self.classifier_verdict: Verdict | None = None
+        """What the last full cycle saw of the virtual models' classifiers, if any."""
         self.published: Published | None = None
         self.revision_floor = 0
         self.table_status: TableStatus | None = None
@@ -379,10 +382,13 @@ class RouterLoop:
                 f"{shift.what}: weight {shift.before:.3f} -> {shift.after:.3f}",
             )
         ready = await self._publish(body, spec, selection, weights)
+        if full:
+            self.classifier_verdict = await classifier_verdict(spec.virtual_models)
+        extra = [self.classifier_verdict] if self.classifier_verdict else []
         await self._report(
             body,
             generation,
-            [ready, *self._metrics_and_degraded(spec, selection)],
+            [ready, *self._metrics_and_degraded(spec, selection), *extra],
             models=model_statuses(spec, selection, weights, self.loads),
             fallback=self.ladder.rung,
             traffic=spec.traffic,

@@ -168,3 +168,33 @@ def test_an_operator_for_all_namespaces_serves_routers_in_any_of_them(  # noqa: 
             ),
             timeout=20,
         )
+
+
+def test_a_classifier_that_does_not_answer_is_a_condition(
+    testbed: Testbed,
+    custom: k8s.CustomObjectsApi,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    # Issue 14: the gateways fall back to the built-in estimator per request and count it;
+    # the router's status says so too, naming the classifier and why.
+    testbed.add_pod("7b", namespace=namespace)
+    body = router("classified", testbed.prometheus_url, TWO_TIERS)
+    body["spec"]["virtualModels"] = [  # type: ignore[index]
+        {"name": "auto", "strategy": "complexity", "candidates": ["sim-7b", "sim-14b"],
+         "classifier": {"url": "http://127.0.0.1:9/classify", "timeout": "200ms"}}
+    ]  # fmt: skip
+    create(custom, namespace, body)
+    st = wait_for(
+        "ClassifierAvailable=False",
+        lambda: conditions_now(
+            custom,
+            namespace,
+            "classified",
+            ClassifierAvailable=("False", "ClassifierFailing"),
+            Ready=("True", "TablePublished"),
+        ),
+        timeout=20,
+    )
+    message = condition(st, "ClassifierAvailable")["message"]
+    assert "auto: http://127.0.0.1:9/classify unreachable" in message
