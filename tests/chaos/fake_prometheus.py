@@ -13,6 +13,7 @@ on daemon threads and are closed by their context managers.
 
 from __future__ import annotations
 
+import abc
 import json
 import socket
 import threading
@@ -34,7 +35,9 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-class _Server:
+class _Server(abc.ABC):
+    """A server the tests use as a context manager; each kind says how it closes."""
+
     url: str
 
     def __enter__(self) -> Self:
@@ -48,8 +51,9 @@ class _Server:
     ) -> None:
         self.close()
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop serving and release the socket."""
 
 
 class HungPrometheus(_Server):
