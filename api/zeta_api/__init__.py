@@ -7,7 +7,7 @@ of the processes that use it.
 
 Layers, bottom up: :mod:`~zeta_api.errors` and :mod:`~zeta_api.durations`;
 :mod:`~zeta_api.schema` (declarative fields), :mod:`~zeta_api.codec` (wire form) and
-:mod:`~zeta_api.openapi` (CRD schema); the documents :mod:`~zeta_api.router`,
+:mod:`~zeta_api.openapi` (CRD schema); the documents :mod:`~zeta_api.spec`,
 :mod:`~zeta_api.status`, :mod:`~zeta_api.balancing`, :mod:`~zeta_api.traffic` and
 :mod:`~zeta_api.table`;
 :mod:`~zeta_api.crd` generates the CRD (``python -m zeta_api.crd``).
@@ -18,7 +18,7 @@ What is exported here is the public surface; the field machinery is not.
 from zeta_api.balancing import Balancing, Outlier, Picker, Retry, Timeouts
 from zeta_api.durations import DURATION_PATTERN, format_duration, parse_duration
 from zeta_api.errors import DurationError, SpecError, StatusError, TableError, ZetaApiError
-from zeta_api.router import (
+from zeta_api.spec import (
     API_VERSION,
     GROUP,
     KIND,

@@ -11,7 +11,7 @@ import sys
 import yaml
 
 from zeta_api.openapi import openapi
-from zeta_api.router import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, ZetaRouterSpec
+from zeta_api.spec import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, ZetaRouterSpec
 from zeta_api.status import FOREIGN_STATUS_KEYS, ZetaRouterStatus
 
 __all__ = ["CRD_NAME", "build_crd", "main", "render_crd"]

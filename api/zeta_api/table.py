@@ -26,7 +26,7 @@ from typing import ClassVar
 from zeta_api.balancing import Balancing
 from zeta_api.codec import dump, load
 from zeta_api.errors import TableError
-from zeta_api.router import (
+from zeta_api.spec import (
     API_VERSION,
     MODEL_NAME_MAX_LENGTH,
     MODEL_NAME_PATTERN,

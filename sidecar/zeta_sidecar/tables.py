@@ -27,7 +27,7 @@ from zeta_api import (
     VirtualModelEntry,
     parse_routing_table,
 )
-from zeta_api.router import ClassifierSpec
+from zeta_api.spec import ClassifierSpec
 from zeta_sidecar.complexity import default_thresholds
 from zeta_sidecar.picking import cumulative
 from zeta_sidecar.resilience import Health, warmup_factor
