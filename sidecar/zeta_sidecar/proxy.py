@@ -250,8 +250,8 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
         if limits is not None:
             usage = _limit(gw, limits, raw, body, now=start, labels=(name, cls.name, tenant))
         queued = False
-        if cls.sheddable and not saturated and not gw.router.has_room_for_sheddable(pool):
-            saturated = True  # what is left of the batches is kept for classes that wait
+        # What is left of the batches is kept for classes that wait (sheddableReserve).
+        saturated = saturated or (cls.sheddable and not gw.router.has_room_for_sheddable(pool))
         if saturated or gw.admission.waiting(pool.name):
             if cls.sheddable:
                 gw.metrics.admission(name, cls.name, tenant, "shed")
