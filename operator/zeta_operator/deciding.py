@@ -71,6 +71,8 @@ class Memory:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """What one cycle decided: the weights to publish, and what to remember and say."""
+
     memory: Memory
     weights: Weights
     """What to publish now."""

@@ -61,6 +61,11 @@ class Publication:
         self.table_status: TableStatus | None = None
         self.last_status: dict[str, Any] | None = None
 
+    def reread(self) -> None:
+        """Read the ConfigMap again before the next write: someone else may have
+        changed or deleted it, or a write failed halfway."""
+        self.published = None
+
     def restore(self, stored: object) -> None:
         """Carry the revision over from the stored status (a restart, a new leader)."""
         try:

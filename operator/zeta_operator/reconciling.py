@@ -128,9 +128,8 @@ class RouterLoop:
             return spec.policy.interval
         self.selection_key = key
         if full:
-            # Re-read the ConfigMap once per interval: someone else may have changed or
-            # deleted it, and nothing else would tell.
-            self.publication.published = None
+            # Once per interval: nothing else would tell of a change by someone else.
+            self.publication.reread()
         await self._update(body, spec, selection, generation, full=full, pods=pods)
         return spec.policy.interval
 
@@ -179,7 +178,7 @@ class RouterLoop:
         except _WRITE_ERRORS as exc:
             # The apiserver is unreachable or refused a write: the next cycle retries.
             self.logger.warning(f"Publishing failed, retrying next interval: {exc}")
-            self.publication.published = None  # re-read the ConfigMap next time
+            self.publication.reread()
 
     # --------------------------------------------------------- collect, extract
     async def _collect(
