@@ -23,13 +23,12 @@ from zeta_testbed.testbed import Testbed
 from .conftest import (
     ROOT,
     OperatorProcess,
-    condition,
     create,
     model,
     pod_weights,
     read_table,
     router,
-    status,
+    status_when,
     wait_for,
 )
 
@@ -133,11 +132,7 @@ def test_the_operator_needs_no_more_than_its_cluster_role(  # noqa: PLR0917 - fi
     )
     st = wait_for(
         "the status, written with the service account",
-        lambda: (
-            (s := status(custom, namespace, "rbac"))
-            and condition(s, "Ready").get("status") == "True"
-            and s
-        ),
+        lambda: status_when(custom, namespace, "rbac", Ready="True"),
         timeout=20,
     )
     assert st["observedGeneration"] == 1
