@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from zeta_api import API_VERSION, GROUP, KIND, PLURAL, TABLE_KEY, VERSION
+from zeta_testbed.harness import start_child, terminate
 from zeta_testbed.testbed import Testbed
 from zeta_testbed.zetarouter import CRD, create  # noqa: F401  (create: imported from here)
 
@@ -68,15 +69,13 @@ class OperatorProcess:
     def __init__(
         self, testbed: Testbed, log: Path, *args: str, env: dict[str, str] | None = None
     ) -> None:
-        env = {**os.environ, **testbed.env(), **(env or {})}
         self.log = log
-        self._out = log.open("w")
-        self.proc = subprocess.Popen(
+        self.proc = start_child(
+            "zeta-operator",
             [sys.executable, "-m", "zeta_operator", *args],
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
+            log=log,
+            env={**testbed.env(), **(env or {})},
+        ).process
 
     def kill(self) -> None:
         """As a crash would: no goodbye to the peers."""
@@ -84,14 +83,7 @@ class OperatorProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._out.close()
+        terminate(self.proc, grace=15)
 
 
 @pytest.fixture

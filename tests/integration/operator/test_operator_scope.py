@@ -3,12 +3,12 @@ nothing, a ConfigMap that belongs to someone else, and routers in every namespac
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client as k8s
 
+from tests.conftest import scratch_namespace
 from zeta_api import TABLE_KEY
 from zeta_testbed.testbed import Testbed
 
@@ -117,15 +117,8 @@ def test_a_config_map_owned_by_something_else_is_never_overwritten(
 @pytest.fixture
 def other_namespace(testbed: Testbed, core: k8s.CoreV1Api) -> Iterator[str]:
     """A second namespace for the test, cleaned up like the first one."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
-    try:
+    with scratch_namespace(testbed, core, lambda name: release_routers(testbed, name)) as name:
         yield name
-    finally:
-        release_routers(testbed, name)
-        for pod in testbed.pods(name):
-            testbed.remove_pod(pod.name, name)
-        core.delete_namespace(name)
 
 
 def test_an_operator_for_all_namespaces_serves_routers_in_any_of_them(  # noqa: PLR0917 - fixtures
