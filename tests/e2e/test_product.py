@@ -4,7 +4,6 @@ zeta-operator publishes its table, zeta-sidecar serves it, the openai SDK talks 
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from zeta_testbed import zetarouter
-from zeta_testbed.harness import start_child, wait_until
 from zeta_testbed.sidecar import SidecarFactory
 from zeta_testbed.testbed import Testbed
 
@@ -28,20 +26,12 @@ def product(
         testbed.add_pod(size, namespace=namespace)
     zetarouter.install_crd(testbed)
     zetarouter.apply(testbed, namespace, zetarouter.sample(testbed, {"interval": "1s"}))
-    operator = start_child(
-        "zeta-operator",
-        [sys.executable, "-m", "zeta_operator", "--namespace", namespace, "--standalone"],
-        log=tmp_path / "operator.log",
-        env=testbed.env(),
+    operator = zetarouter.start_operator(
+        testbed, tmp_path / "operator.log", "--namespace", namespace, "--standalone"
     )
     try:
         try:
-            wait_until(
-                lambda: testbed.routing_table(namespace, "chat-routing") is not None,
-                within=60,
-                what="the operator's first table",
-                every=0.2,
-            )
+            zetarouter.first_table(testbed, namespace, "chat-routing", within=60)
         except TimeoutError as exc:
             pytest.fail(f"{exc}: {operator.tail()}")
         proc = sidecar("--configmap", f"{namespace}/chat-routing", "--kubeconfig",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -29,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from zeta_testbed import zetarouter
-from zeta_testbed.harness import Child, start_child
+from zeta_testbed.harness import Child
 from zeta_testbed.loadgen import BackgroundLoad, LoadGenerator, Report, chat_mix
-from zeta_testbed.sidecar import SidecarFactory, SidecarProcess, get, wait_until
+from zeta_testbed.sidecar import SidecarFactory, SidecarProcess, get
 from zeta_testbed.testbed import PodInfo, Testbed
 
 SECONDS = float(os.environ.get("ZETA_SOAK_SECONDS", "120"))
@@ -126,10 +125,7 @@ class Operator:
     """``zeta-operator`` as a process of its own, restartable; one log for all its runs."""
 
     def __init__(self, testbed: Testbed, namespace: str, log: Path) -> None:
-        self.argv = [sys.executable, "-m", "zeta_operator", "--namespace", namespace,
-                     "--standalone"]  # fmt: skip
-        self.env = testbed.env()
-        self.log = log
+        self.testbed, self.namespace, self.log = testbed, namespace, log
         self.child: Child | None = None
         self.starts = 0
 
@@ -138,8 +134,8 @@ class Operator:
         return self.child is not None and self.child.process.poll() is None
 
     def start(self) -> None:
-        self.child = start_child(
-            "zeta-operator", self.argv, log=self.log, env=self.env, append=True
+        self.child = zetarouter.start_operator(
+            self.testbed, self.log, "--namespace", self.namespace, "--standalone"
         )
         self.starts += 1
 
@@ -163,11 +159,7 @@ def product(
     operator = Operator(testbed, namespace, tmp_path / "operator.log")
     operator.start()
     try:
-        wait_until(
-            lambda: testbed.routing_table(namespace, "chat-routing") is not None,
-            within=60,
-            what="the operator's first table",
-        )
+        zetarouter.first_table(testbed, namespace, "chat-routing", within=60)
         proc = sidecar(
             f"--configmap={namespace}/chat-routing",
             "--kubeconfig",

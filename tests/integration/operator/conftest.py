@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from zeta_api import API_VERSION, GROUP, KIND, PLURAL, TABLE_KEY, VERSION
-from zeta_testbed.harness import start_child, terminate
+from zeta_testbed import zetarouter
+from zeta_testbed.harness import terminate
 from zeta_testbed.testbed import Testbed
 from zeta_testbed.zetarouter import CRD, create  # noqa: F401  (create: imported from here)
 
@@ -70,12 +70,7 @@ class OperatorProcess:
         self, testbed: Testbed, log: Path, *args: str, env: dict[str, str] | None = None
     ) -> None:
         self.log = log
-        self.proc = start_child(
-            "zeta-operator",
-            [sys.executable, "-m", "zeta_operator", *args],
-            log=log,
-            env={**testbed.env(), **(env or {})},
-        ).process
+        self.proc = zetarouter.start_operator(testbed, log, *args, env=env).process
 
     def kill(self) -> None:
         """As a crash would: no goodbye to the peers."""
