@@ -26,23 +26,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+
+from zeta_api import TABLE_API_VERSION, TABLE_KIND
+from zeta_testbed.harness import Child, StartError, free_port, start_child, wait_http
+from zeta_testbed.sidecar import sidecar_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "proxy_overhead.md"
@@ -76,12 +76,6 @@ ANSWER = json.dumps(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def log(message: str) -> None:
     print(f"[proxy_overhead] {message}", file=sys.stderr, flush=True)
 
@@ -113,63 +107,33 @@ def ensure_tools() -> None:
 # --- processes -----------------------------------------------------------------------------
 
 
-@dataclass
-class Started:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
 class Processes:
-    """Every process this benchmark starts; stopped by PID at the end."""
+    """Every process this benchmark starts, each pinned to its CPUs; stopped by PID at
+    the end, last started first."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.started: list[Started] = []
+        self.started: list[Child] = []
 
     def start(
         self, name: str, argv: list[str], cpu: str, env: dict[str, str] | None = None
-    ) -> Started:
-        log_path = self.workdir / f"{name}.log"
-        with log_path.open("wb") as out:
-            process = subprocess.Popen(
-                ["taskset", "-c", cpu, *argv],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-        started = Started(name, process, log_path)
-        self.started.append(started)
-        return started
+    ) -> Child:
+        child = start_child(
+            name,
+            ["taskset", "-c", cpu, *argv],
+            log=self.workdir / f"{name}.log",
+            env=env,
+            new_session=True,
+        )
+        self.started.append(child)
+        return child
 
-    def stop(self, started: Started) -> None:
-        if started.process.poll() is None:
-            started.process.send_signal(signal.SIGTERM)
-            try:
-                started.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                started.process.kill()
-                started.process.wait()
+    def stop(self, child: Child) -> None:
+        child.stop()
 
     def stop_all(self) -> None:
-        for started in reversed(self.started):
-            self.stop(started)
-
-
-def wait_http(url: str, started: Started, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if started.process.poll() is not None:
-            raise RuntimeError(f"{started.name} exited:\n{started.log.read_text()[-2000:]}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=1) as resp,
-        ):  # loopback
-            if resp.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{started.name} not ready at {url}:\n{started.log.read_text()[-2000:]}")
+        for child in reversed(self.started):
+            child.stop()
 
 
 # --- backends and proxies ------------------------------------------------------------------
@@ -263,8 +227,8 @@ def sidecar_table(plain: list[int], sse: list[int]) -> str:
 
     return json.dumps(
         {
-            "apiVersion": "zeta.dev/v1alpha1",
-            "kind": "RoutingTable",
+            "apiVersion": TABLE_API_VERSION,
+            "kind": TABLE_KIND,
             "router": "bench/router",
             "revision": 1,
             "generatedAt": "2026-01-01T00:00:00Z",
@@ -420,24 +384,13 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
 
         table = workdir / "routing.json"
         table.write_text(sidecar_table(plain_ports, sse_ports))
-        sidecar_bin = Path(sys.executable).with_name("zeta-sidecar")
-        sidecar = procs.start(
-            "proxy-zeta-sidecar",
-            [
-                str(sidecar_bin),
-                "--table-file",
-                str(table),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports["sidecar"]),
-                "--admin-port",
-                str(ports["admin"]),
-                "--log-level",
-                "WARNING",
-            ],
-            PROXY_CPU,
+        argv = sidecar_argv(
+            ("--table-file", str(table)),
+            port=ports["sidecar"],
+            admin_port=ports["admin"],
+            extra=("--log-level", "WARNING"),
         )
+        sidecar = procs.start("proxy-zeta-sidecar", argv, PROXY_CPU)
         wait_http(f"http://127.0.0.1:{ports['admin']}/readyz", sidecar)
 
         router_bin = VLLM_ROUTER_VENV / "bin" / "vllm-router"
@@ -470,9 +423,9 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
             "proxy-vllm-router-sse", vllm_router_argv(vr_sse_port, sse_ports), PROXY_CPU
         )
         try:
-            wait_http(f"http://127.0.0.1:{ports['vllm-router']}/health", vrouter, timeout=90)
-            wait_http(f"http://127.0.0.1:{vr_sse_port}/health", vrouter_sse, timeout=90)
-        except RuntimeError as exc:
+            wait_http(f"http://127.0.0.1:{ports['vllm-router']}/health", vrouter, within=90)
+            wait_http(f"http://127.0.0.1:{vr_sse_port}/health", vrouter_sse, within=90)
+        except StartError as exc:
             router_note = f"vllm-router did not start: {str(exc)[-300:]}"
             log(router_note)
 

@@ -43,6 +43,7 @@ from routing import run as routing_run  # noqa: E402
 from routing.scenarios import Scenario  # noqa: E402
 from routing.trace import Mix  # noqa: E402
 
+from zeta_api import TABLE_API_VERSION, TABLE_KEY, TABLE_KIND  # noqa: E402
 from zeta_testbed.sidecar import SidecarProcess, kubelet_dir, start_sidecar, swap_kubelet_dir  # noqa: E402
 from zeta_testbed.testbed import Testbed  # noqa: E402
 
@@ -136,7 +137,7 @@ def slowdown(testbed: Testbed, sidecar_url: str) -> float | None:
 
 def _table(revision: int, address: str) -> str:
     return json.dumps(
-        {"apiVersion": "zeta.dev/v1alpha1", "kind": "RoutingTable", "router": "b/r",
+        {"apiVersion": TABLE_API_VERSION, "kind": TABLE_KIND, "router": "b/r",
          "revision": revision, "generatedAt": "2026-01-01T00:00:00Z",
          "models": {"m": {"servedModelName": "sim-7b", "tier": 1, "weight": 1.0,
                           "endpoints": [{"address": address, "pod": "p", "weight": 1.0,
@@ -167,7 +168,7 @@ def _apply_probe(testbed: Testbed, revision: int, address: str) -> None:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "reaction-probe", "namespace": NS},
-        "data": {"routing.json": _table(revision, address)},
+        "data": {TABLE_KEY: _table(revision, address)},
     }
     testbed.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
 

@@ -7,9 +7,10 @@ the session starts its own in a temporary folder and takes it down at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,17 +55,29 @@ def core(testbed: Testbed) -> Iterator[k8s.CoreV1Api]:
         yield k8s.CoreV1Api(api)
 
 
-@pytest.fixture
-def namespace(testbed: Testbed, core: k8s.CoreV1Api) -> Iterator[str]:
-    """A fresh namespace for one test, deleted (with everything in it) afterwards."""
+@contextlib.contextmanager
+def scratch_namespace(
+    testbed: Testbed, core: k8s.CoreV1Api, before_delete: Callable[[str], None] | None = None
+) -> Iterator[str]:
+    """A fresh namespace, deleted (with its pods) on leaving; ``before_delete(name)``
+    first lets go of what would hold the deletion up, such as finalizers."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": name}})
     try:
         yield name
     finally:
+        if before_delete is not None:
+            before_delete(name)
         for pod in testbed.pods(name):
             testbed.remove_pod(pod.name, name)
         core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(testbed: Testbed, core: k8s.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (with everything in it) afterwards."""
+    with scratch_namespace(testbed, core) as name:
+        yield name
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -190,6 +190,21 @@ class Sample:
     requests_total: float
 
 
+async def _poll(
+    stop: asyncio.Event,
+    every: float,
+    read: Callable[[aiohttp.ClientSession, float], Awaitable[None]],
+) -> None:
+    """``read(session, t)`` every ``every`` seconds until ``stop``; ``t`` is the seconds
+    since the first read, to the millisecond."""
+    start = time.perf_counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while not stop.is_set():
+            await read(session, round(time.perf_counter() - start, 3))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
+
 async def sample_pods(
     pods: Callable[[], Sequence[tuple[str, str]]],
     stop: asyncio.Event,
@@ -200,22 +215,19 @@ async def sample_pods(
     and requests received (the sim does not name itself in responses, so traffic per
     pod comes from these counters)."""
     samples: list[Sample] = []
-    start = time.perf_counter()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while not stop.is_set():
-            t = time.perf_counter() - start
-            for name, url in pods():
-                try:
-                    async with session.get(f"{url}/admin/stats") as resp:
-                        stats = await resp.json()
-                    samples.append(
-                        Sample(round(t, 3), name, stats["running"], stats["waiting"],
-                               stats["requests_total"])
-                    )  # fmt: skip
-                except (aiohttp.ClientError, OSError, TimeoutError, KeyError):
-                    continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+
+    async def read(session: aiohttp.ClientSession, t: float) -> None:
+        for name, url in pods():
+            try:
+                async with session.get(f"{url}/admin/stats") as resp:
+                    stats = await resp.json()
+                samples.append(
+                    Sample(t, name, stats["running"], stats["waiting"], stats["requests_total"])
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError, KeyError):
+                continue
+
+    await _poll(stop, every, read)
     return samples
 
 
@@ -224,24 +236,22 @@ async def sample_table(
 ) -> list[dict[str, Any]]:
     """The sidecar's table (per-pod weight and reported load) every ``every`` seconds."""
     out: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while not stop.is_set():
-            t = time.perf_counter() - start
-            try:
-                async with session.get(f"{admin_url}/table") as resp:
-                    answer = await resp.json()
-                table = answer.get("table") or {}
-                for model, entry in table.get("models", {}).items():
-                    for ep in entry.get("endpoints", []):
-                        load = ep.get("load") or {}
-                        out.append(
-                            {"t": round(t, 3), "model": model, "pod": ep["pod"],
-                             "weight": ep["weight"], "revision": answer.get("revision"),
-                             "running": load.get("running"), "waiting": load.get("waiting")}
-                        )  # fmt: skip
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
-                pass
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+
+    async def read(session: aiohttp.ClientSession, t: float) -> None:
+        try:
+            async with session.get(f"{admin_url}/table") as resp:
+                answer = await resp.json()
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            return
+        table = answer.get("table") or {}
+        for model, entry in table.get("models", {}).items():
+            for ep in entry.get("endpoints", []):
+                load = ep.get("load") or {}
+                out.append(
+                    {"t": t, "model": model, "pod": ep["pod"], "weight": ep["weight"],
+                     "revision": answer.get("revision"), "running": load.get("running"),
+                     "waiting": load.get("waiting")}
+                )  # fmt: skip
+
+    await _poll(stop, every, read)
     return out

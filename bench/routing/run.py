@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent.parent
-ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import proxy_overhead as po  # noqa: E402
@@ -40,11 +39,12 @@ from routing import classes, report, summary, systems, trace  # noqa: E402
 from routing import scenarios as catalogue  # noqa: E402
 from routing.loadgen import Record, replay, sample_pods, sample_table  # noqa: E402
 from routing.scenarios import MIXED_SPILLOVER, Scenario, capacity_rps  # noqa: E402
+from zeta_api import API_VERSION, KIND  # noqa: E402
+from zeta_testbed import zetarouter  # noqa: E402
 from zeta_testbed.sim.presets import PRESETS  # noqa: E402
 from zeta_testbed.testbed import Testbed  # noqa: E402
 
 RESULTS = BENCH / "results"
-CRD = ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"
 NAMESPACE = "bench"
 CONFIGMAP = "bench-routing"
 NETNS_MARK = "ZETA_ROUTING_NETNS"
@@ -102,8 +102,8 @@ def _router_manifest(scenario: Scenario, prometheus: str) -> dict[str, Any]:
              "candidates": [m["name"] for m in models]}
         ]  # fmt: skip
     return {
-        "apiVersion": "zeta.dev/v1alpha1",
-        "kind": "ZetaRouter",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": "bench", "namespace": NAMESPACE},
         "spec": spec,
     }
@@ -131,8 +131,7 @@ def _duration(seconds: float) -> str:
 
 
 def start_zeta(testbed: Testbed, scenario: Scenario) -> None:
-    testbed.kubectl("apply", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
+    zetarouter.install_crd(testbed)
     apply_router(testbed, scenario)
     bin_dir = Path(sys.executable).parent
     window = _duration(DEFAULT_RATE_WINDOW / scenario.time_scale)

@@ -2,16 +2,15 @@
 (by PID) after its run. A system gives the load generator one URL per gateway replica.
 
 nginx, the processes helper and the vllm-router install come from
-``bench/proxy_overhead.py``, imported, so both benchmarks run their peers alike.
+``bench/proxy_overhead.py``, imported, so both benchmarks run their peers alike; ports,
+waiting and the sidecar from :mod:`zeta_testbed`, as the tests use them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import proxy_overhead as po
 
+from zeta_api import TABLE_API_VERSION, TABLE_KIND
+from zeta_testbed.harness import Child, free_port, free_ports, wait_http, wait_listening
 from zeta_testbed.sidecar import SidecarProcess, SidecarStartError, start_sidecar
 
 HERE = Path(__file__).resolve().parent
@@ -46,7 +47,7 @@ class Running:
     admin: list[str] = field(default_factory=list)
     """Sidecar admin URLs (for the weights over time)."""
     stop_sidecars: list[SidecarProcess] = field(default_factory=list)
-    started: list[po.Started] = field(default_factory=list)
+    started: list[Child] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +93,8 @@ def _table(pods: Sequence[Pod], *, picker: str, virtual: bool) -> str:
              "capacity": pod.capacity}
         )  # fmt: skip
     table: dict[str, Any] = {
-        "apiVersion": "zeta.dev/v1alpha1",
-        "kind": "RoutingTable",
+        "apiVersion": TABLE_API_VERSION,
+        "kind": TABLE_KIND,
         "router": "bench/static",
         "revision": 1,
         "generatedAt": "2026-01-01T00:00:00Z",
@@ -110,7 +111,7 @@ def _table(pods: Sequence[Pod], *, picker: str, virtual: bool) -> str:
 
 def _nginx(procs: po.Processes, workdir: Path, pods: Sequence[Pod], replicas: int,
            random: bool) -> Running:  # fmt: skip
-    ports = [po.free_port() for _ in range(replicas)]
+    ports = free_ports(replicas)
     members = "\n".join(f"server {p.ip}:{p.port};" for p in pods)
     blocks = []
     for port in ports:
@@ -131,21 +132,8 @@ def _nginx(procs: po.Processes, workdir: Path, pods: Sequence[Pod], replicas: in
     started = procs.start(f"nginx-{ports[0]}", ["nginx", "-c", str(conf)], "0-1")
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     for port in ports:
-        _wait_port(port, started)
+        wait_listening(port, started)
     return Running(urls, started=[started])
-
-
-def _wait_port(port: int, started: po.Started) -> None:
-    # nginx answers any path by proxying: a refused connection is what "not up" means.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if started.process.poll() is not None:
-            raise RuntimeError(f"{started.name} exited: {started.log.read_text()[-1000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{started.name} not listening on {port}")
 
 
 def start(
@@ -217,24 +205,24 @@ def _start(
         return running
     if system.kind == "argmin":
         for i in range(replicas):
-            port = po.free_port()
+            port = free_port()
             argv = [sys.executable, str(HERE / "argmin.py"), "--port", str(port),
                     "--refresh", str(ARGMIN_REFRESH),
                     *(f"--pod={p.model}={p.url}" for p in pods)]  # fmt: skip
             started = procs.start(f"argmin-{i}-{port}", argv, "0-1")
-            po.wait_http(f"http://127.0.0.1:{port}/health", started)
+            wait_http(f"http://127.0.0.1:{port}/health", started)
             running.urls.append(f"http://127.0.0.1:{port}")
             running.started.append(started)
         return running
     if system.kind == "vllm-router":
         router = po.VLLM_ROUTER_VENV / "bin" / "vllm-router"
         for i in range(replicas):
-            port = po.free_port()
+            port = free_port()
             argv = [str(router), "--host", "127.0.0.1", "--port", str(port),
                     "--policy", system.policy, "--worker-urls", *(p.url for p in pods),
-                    "--log-level", "warning", "--prometheus-port", str(po.free_port())]  # fmt: skip
+                    "--log-level", "warning", "--prometheus-port", str(free_port())]  # fmt: skip
             started = procs.start(f"{system.name}-{i}-{port}", argv, "0-1")
-            po.wait_http(f"http://127.0.0.1:{port}/health", started, timeout=90)
+            wait_http(f"http://127.0.0.1:{port}/health", started, within=90)
             running.urls.append(f"http://127.0.0.1:{port}")
             running.started.append(started)
         return running

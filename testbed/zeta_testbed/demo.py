@@ -26,23 +26,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 from openai import OpenAI
 
-from zeta_testbed import processes
-from zeta_testbed.testbed import Testbed, TestbedError, free_ports
+from zeta_api import TABLE_KEY
+from zeta_testbed import processes, zetarouter
+from zeta_testbed.harness import free_ports
+from zeta_testbed.sidecar import sidecar_argv
+from zeta_testbed.testbed import Testbed, TestbedError
 
 STATE_DIR = Path(".testbed/demo")
 PODS = {"4b": 2, "7b": 2, "14b": 1}
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"
-SAMPLE = ROOT / "manifests/samples/zetarouter-testbed.yaml"
 INTERVAL = "2s"
 """Short, so the demo shows weights move within seconds (the sample says 5s)."""
 
 TIME_SCALE = 20.0
 """The simulated models run 20x faster than real time, so a 2,048-token answer of the
 14B model takes seconds, not a minute."""
+
+JSONPATH_KEY = TABLE_KEY.replace(".", "\\.")
+"""The ConfigMap's key as a kubectl jsonpath spells it (dots escaped)."""
 
 EASY = "Say hello."
 EXAMPLES = (
@@ -80,13 +82,9 @@ def _wait(what: str, check: Any, timeout: float = 60) -> Any:
 def _start(testbed: Testbed) -> tuple[int, int]:
     """CRD, ZetaRouter, operator and sidecar; returns the sidecar's (port, admin port)."""
     namespace = testbed.namespace
-    testbed.kubectl("apply", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
-    router = yaml.safe_load(SAMPLE.read_text())
-    router["spec"]["prometheus"]["url"] = testbed.prometheus_url
-    router["spec"]["policy"]["interval"] = INTERVAL
-    testbed.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(router))
-    _say(f"  kubectl apply: CRD zetarouters.zeta.dev and ZetaRouter {namespace}/chat")
+    zetarouter.install_crd(testbed)
+    zetarouter.apply(testbed, namespace, zetarouter.sample(testbed, {"interval": INTERVAL}))
+    _say(f"  kubectl apply: CRD {zetarouter.CRD_NAME} and ZetaRouter {namespace}/chat")
 
     testbed.run("zeta-operator", [_bin("zeta-operator"), "--namespace", namespace, "--standalone"])
     table = _wait(
@@ -97,22 +95,8 @@ def _start(testbed: Testbed) -> tuple[int, int]:
     _say(f"  zeta-operator published ConfigMap chat-routing: {pods} pods, revision {revision}")
 
     port, admin = free_ports(2)
-    testbed.run(
-        "zeta-sidecar",
-        [
-            _bin("zeta-sidecar"),
-            "--configmap",
-            f"{namespace}/chat-routing",
-            "--kubeconfig",
-            str(testbed.kubeconfig),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--admin-port",
-            str(admin),
-        ],
-    )
+    source = ("--configmap", f"{namespace}/chat-routing", "--kubeconfig", str(testbed.kubeconfig))
+    testbed.run("zeta-sidecar", sidecar_argv(source, port=port, admin_port=admin))
     _wait(
         "the sidecar to be ready",
         lambda: processes.http_ok(f"http://127.0.0.1:{admin}/readyz"),
@@ -216,7 +200,7 @@ def main() -> int:
 Everything still runs. Where to look:
   source {testbed.env_file}
   kubectl get zr -n $ZETA_NAMESPACE                 # ready, models, pods, revision, fallback
-  kubectl get cm chat-routing -n $ZETA_NAMESPACE -o jsonpath='{{.data.routing\\.json}}'
+  kubectl get cm chat-routing -n $ZETA_NAMESPACE -o jsonpath='{{.data.{JSONPATH_KEY}}}'
   curl -s http://127.0.0.1:{admin}/table            # the table the sidecar uses
   curl -s http://127.0.0.1:{admin}/metrics | grep ^zeta_
   curl -s http://127.0.0.1:{port}/v1/models

@@ -1,27 +1,29 @@
 """A real ``zeta-sidecar`` process for tests and benchmarks, and the small helpers
 around it (HTTP gets, polling, a kubelet-style ConfigMap volume).
 
-One place spells out the sidecar's command line, so the integration tests, the
-hardening suites and the benchmarks start it alike.
+One place spells out the sidecar's command line (:func:`sidecar_argv`), so the
+integration tests, the hardening suites, the e2e test, the demo and the benchmarks start
+it alike. The port, HTTP and polling helpers are :mod:`zeta_testbed.harness`'s, named
+here too for the tests that import them from this module.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zeta_api import TABLE_KEY
+from zeta_testbed.harness import free_port, free_ports, get, listening, terminate, wait_until
+
 __all__ = [
     "SIDECAR",
+    "TEST_FLAGS",
     "SidecarFactory",
     "SidecarProcess",
     "SidecarStartError",
@@ -29,49 +31,30 @@ __all__ = [
     "get",
     "kubelet_dir",
     "listening",
+    "sidecar_argv",
     "start_sidecar",
     "swap_kubelet_dir",
     "wait_until",
 ]
 
 SIDECAR = Path(sys.executable).with_name("zeta-sidecar")
+TEST_FLAGS = ("--file-poll-interval", "0.02", "--drain-grace", "5", "--seed", "3")
+"""What the tests add: a table file re-read within 20 ms, a short drain, fixed picks."""
 
 
 class SidecarStartError(RuntimeError):
     """The sidecar exited or did not become ready; the message carries its log."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listening(port: int, host: str = "127.0.0.1") -> bool:
-    """Something accepts connections on ``host:port``."""
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """``GET url`` on loopback: (status, body), whatever the status."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # loopback only
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def wait_until(condition: Callable[[], bool], *, within: float, what: str) -> float:
-    """Poll every 10 ms; the seconds it took, or ``TimeoutError`` naming ``what``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > within:
-            raise TimeoutError(f"timed out after {within} s waiting for {what}")
-        time.sleep(0.01)
-    return time.monotonic() - start
+def sidecar_argv(
+    source: Sequence[str], *, port: int, admin_port: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """The ``zeta-sidecar`` command line on loopback: ``source`` is
+    ``("--table-file", PATH)`` or ``("--configmap", "NS/NAME", "--kubeconfig", PATH)``."""
+    return [
+        str(SIDECAR), *source, "--host", "127.0.0.1", "--port", str(port),
+        "--admin-port", str(admin_port), *extra,
+    ]  # fmt: skip
 
 
 @dataclass
@@ -113,14 +96,7 @@ class SidecarProcess:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM (by PID), then SIGKILL after ``timeout``; the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
+        return terminate(self.process, timeout)
 
 
 SidecarFactory = Callable[..., SidecarProcess]
@@ -141,12 +117,8 @@ def start_sidecar(
     ``source`` is ``("--table-file", PATH)`` or ``("--configmap", "NS/NAME", ...)``;
     ``ready`` waits for ``/readyz`` (a table loaded), else for ``/healthz``.
     """
-    port, admin_port = free_port(), free_port()
-    argv = [
-        str(SIDECAR), *source, "--host", "127.0.0.1", "--port", str(port),
-        "--admin-port", str(admin_port), "--file-poll-interval", "0.02",
-        "--drain-grace", "5", "--seed", "3", *extra,
-    ]  # fmt: skip
+    port, admin_port = free_ports(2)
+    argv = sidecar_argv(source, port=port, admin_port=admin_port, extra=(*TEST_FLAGS, *extra))
     with log.open("wb") as out:
         process = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env if env is not None else os.environ
@@ -167,7 +139,7 @@ def start_sidecar(
     return proc
 
 
-def kubelet_dir(root: Path, text: str, key: str = "routing.json") -> Path:
+def kubelet_dir(root: Path, text: str, key: str = TABLE_KEY) -> Path:
     """A ConfigMap volume as the kubelet lays it out; returns the file path to watch."""
     root.mkdir(parents=True, exist_ok=True)
     swap_kubelet_dir(root, text, key)
@@ -175,7 +147,7 @@ def kubelet_dir(root: Path, text: str, key: str = "routing.json") -> Path:
     return root / key
 
 
-def swap_kubelet_dir(root: Path, text: str, key: str = "routing.json") -> None:
+def swap_kubelet_dir(root: Path, text: str, key: str = TABLE_KEY) -> None:
     """The kubelet's atomic update: a new timestamped dir, then ``..data`` renamed over."""
     stamp = root / f"..{time.time_ns()}"
     stamp.mkdir()

@@ -31,8 +31,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from zeta_api import TABLE_KEY
 from zeta_testbed import controlplane, pki, pods, processes, prometheus, tools
 from zeta_testbed.controlplane import Ports
+from zeta_testbed.harness import free_ports
 from zeta_testbed.processes import ProcessRecord
 
 DEFAULT_NAMESPACE = "zeta-testbed"
@@ -404,7 +406,7 @@ class Testbed:
                 if exc.status == 404:
                     return None
                 raise
-        text = (found.data or {}).get("routing.json")
+        text = (found.data or {}).get(TABLE_KEY)
         table: dict[str, Any] | None = json.loads(text) if text else None
         return table
 
@@ -538,20 +540,6 @@ class Testbed:
 
 _ADDRESS_ATTEMPTS = 3
 """Tries at a pod address when other testbeds take the ones found free first."""
-
-
-def free_ports(count: int) -> list[int]:
-    # Hold all sockets open until every port is known, so no two are the same.
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _port_free(ip: str) -> bool:

@@ -32,11 +32,13 @@ from tests.integration.operator import conftest as operator_fixtures
 from tests.integration.operator.conftest import (
     OperatorProcess,
     condition,
+    create,
     model,
     pod_weights,
     read_table,
     router,
     status,
+    status_when,
     wait_for,
 )
 from zeta_api import TABLE_KEY, TableError, content_hash, parse_routing_table
@@ -50,10 +52,6 @@ start_operator = operator_fixtures.start_operator
 
 MODELS = [model("sim-7b", "7b", 2)]
 StartOperator = Callable[..., OperatorProcess]
-
-
-def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> None:
-    custom.create_namespaced_custom_object("zeta.dev", "v1alpha1", namespace, "zetarouters", body)
 
 
 def table_pods(core: k8s.CoreV1Api, namespace: str, name: str) -> set[str]:
@@ -185,11 +183,7 @@ def test_hung_prometheus_never_holds_back_pods_or_status(  # noqa: PLR0917 - fix
         create(custom, namespace, body)
         st = wait_for(
             "MetricsAvailable=False once the first collection timed out",
-            lambda: (
-                (s := status(custom, namespace, "hung"))
-                and condition(s, "MetricsAvailable").get("status") == "False"
-                and s
-            ),
+            lambda: status_when(custom, namespace, "hung", MetricsAvailable="False"),
             timeout=30,
         )
         assert condition(st, "MetricsAvailable")["reason"] == "PrometheusTimeout"

@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -28,14 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
+from zeta_testbed import zetarouter
+from zeta_testbed.harness import Child
 from zeta_testbed.loadgen import BackgroundLoad, LoadGenerator, Report, chat_mix
-from zeta_testbed.sidecar import SidecarFactory, SidecarProcess, get, wait_until
+from zeta_testbed.sidecar import SidecarFactory, SidecarProcess, get
 from zeta_testbed.testbed import PodInfo, Testbed
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "manifests/samples/zetarouter-testbed.yaml"
 SECONDS = float(os.environ.get("ZETA_SOAK_SECONDS", "120"))
 MODELS = ["sim-4b", "sim-7b", "sim-14b", "auto", "balanced"]
 TASKS_GAUGE = "zeta_event_loop_tasks"
@@ -125,37 +122,26 @@ def add_pod(testbed: Testbed, namespace: str, size: str) -> PodInfo:
 
 
 class Operator:
-    """``zeta-operator`` as a process of its own, restartable."""
+    """``zeta-operator`` as a process of its own, restartable; one log for all its runs."""
 
     def __init__(self, testbed: Testbed, namespace: str, log: Path) -> None:
-        self.argv = [
-            sys.executable,
-            "-m",
-            "zeta_operator",
-            "--namespace",
-            namespace,
-            "--standalone",
-        ]
-        self.env = {**os.environ, **testbed.env()}
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.testbed, self.namespace, self.log = testbed, namespace, log
+        self.child: Child | None = None
         self.starts = 0
 
+    @property
+    def running(self) -> bool:
+        return self.child is not None and self.child.process.poll() is None
+
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.child = zetarouter.start_operator(
+            self.testbed, self.log, "--namespace", self.namespace, "--standalone"
+        )
         self.starts += 1
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.child is not None:
+            self.child.stop(grace=30)
 
 
 @pytest.fixture
@@ -165,23 +151,15 @@ def product(
     """Pods 4b x2, 7b x2, 14b x1, the sample ZetaRouter, an operator and a sidecar."""
     for size in ("4b", "4b", "7b", "7b", "14b"):
         add_pod(testbed, namespace, size)
-    testbed.kubectl("apply", "-f", str(ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"))
-    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
-    router = yaml.safe_load(SAMPLE.read_text())
-    router["spec"]["prometheus"]["url"] = testbed.prometheus_url
-    router["spec"]["policy"]["interval"] = "1s"
-    router["spec"]["policy"]["staleAfter"] = "10s"
+    zetarouter.install_crd(testbed)
+    router = zetarouter.sample(testbed, {"interval": "1s", "staleAfter": "10s"})
     # Killed pods come back on the prober's word within seconds, not Envoy's 30 s.
     router["spec"]["balancing"] = {"outlier": {"baseEjection": "1s", "maxEjection": "5s"}}
-    testbed.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(router))
+    zetarouter.apply(testbed, namespace, router)
     operator = Operator(testbed, namespace, tmp_path / "operator.log")
     operator.start()
     try:
-        wait_until(
-            lambda: testbed.routing_table(namespace, "chat-routing") is not None,
-            within=60,
-            what="the operator's first table",
-        )
+        zetarouter.first_table(testbed, namespace, "chat-routing", within=60)
         proc = sidecar(
             f"--configmap={namespace}/chat-routing",
             "--kubeconfig",
@@ -191,7 +169,7 @@ def product(
         yield proc, operator
     finally:
         # While the operator still runs, so it releases its finalizer and the namespace goes.
-        if operator.process is None or operator.process.poll() is not None:
+        if not operator.running:
             operator.start()
         testbed.kubectl("delete", "zr", "chat", "-n", namespace, "--timeout=30s")
         operator.stop()

@@ -196,7 +196,7 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     if seq.state is not SequenceState.FINISHED:
         return _shutting_down()
     _observe_finished(state, seq)
-    return json_response(completion_body(gen, seq))
+    return json_response(completion_body(gen, seq, int(time.time())))
 
 
 def _inject_failure(
@@ -257,7 +257,7 @@ async def _stream(
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    writer = ChunkWriter(gen)
+    writer = ChunkWriter(gen, int(time.time()))
     try:
         await response.prepare(request)
         opening = writer.opening()

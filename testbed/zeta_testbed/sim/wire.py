@@ -1,13 +1,13 @@
 """The OpenAI wire format as the sim speaks it: requests in, bodies and SSE events out.
 
-Pure: parses and validates generation requests into ``Generation`` values, builds
-completion bodies and stream events, and shapes errors as OpenAI does
-(``{"error": {"message", "type", "param", "code"}}``). The aiohttp handlers that use
-it are in ``server``.
+No I/O and no clock: parses and validates generation requests into ``Generation``
+values, builds completion bodies and stream events from the ``created`` time the
+caller gives, and shapes errors as OpenAI does
+(``{"error": {"message", "type", "param", "code"}}``). Response ids are random, as
+OpenAI's are. The aiohttp handlers that use it are in ``server``.
 """
 
 import json
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -207,8 +207,8 @@ def _text(tokens: int) -> str:
     return "".join(_TOKEN_TEXTS[i % count] for i in range(tokens))
 
 
-def completion_body(gen: Generation, seq: Sequence) -> dict[str, object]:
-    created = int(time.time())
+def completion_body(gen: Generation, seq: Sequence, created: int) -> dict[str, object]:
+    """The whole (non-streamed) answer; ``created`` is Unix seconds."""
     choice: dict[str, object] = {
         "index": 0,
         "logprobs": None,
@@ -233,14 +233,14 @@ def completion_body(gen: Generation, seq: Sequence) -> dict[str, object]:
 class ChunkWriter:
     """Encodes one stream's SSE events; token events are prebuilt byte templates."""
 
-    def __init__(self, gen: Generation) -> None:
+    def __init__(self, gen: Generation, created: int) -> None:
         self.kind = gen.kind
         self.include_usage = gen.include_usage
         if gen.kind == "chat":
             self.base: dict[str, object] = {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion.chunk",
-                "created": int(time.time()),
+                "created": created,
                 "model": gen.model,
             }
             token_choice: dict[str, object] = {"index": 0, "delta": {"content": _PLACEHOLDER}}
@@ -248,7 +248,7 @@ class ChunkWriter:
             self.base = {
                 "id": f"cmpl-{uuid.uuid4().hex}",
                 "object": "text_completion",
-                "created": int(time.time()),
+                "created": created,
                 "model": gen.model,
             }
             token_choice = {"index": 0, "text": _PLACEHOLDER}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,14 +15,14 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from zeta_api import GROUP, PLURAL, VERSION
+from zeta_api import API_VERSION, GROUP, KIND, PLURAL, TABLE_KEY, VERSION
+from zeta_testbed import zetarouter
+from zeta_testbed.harness import terminate
 from zeta_testbed.testbed import Testbed
+from zeta_testbed.zetarouter import CRD, create  # noqa: F401  (create: imported from here)
 
 ROOT = Path(__file__).resolve().parents[3]
-CRDS = [
-    ROOT / "manifests/crds/zetarouters.zeta.dev.yaml",
-    ROOT / "manifests/crds/kopf-peerings.yaml",
-]
+CRDS = [CRD, ROOT / "manifests/crds/kopf-peerings.yaml"]
 T = TypeVar("T")
 
 
@@ -70,15 +69,8 @@ class OperatorProcess:
     def __init__(
         self, testbed: Testbed, log: Path, *args: str, env: dict[str, str] | None = None
     ) -> None:
-        env = {**os.environ, **testbed.env(), **(env or {})}
         self.log = log
-        self._out = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zeta_operator", *args],
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = zetarouter.start_operator(testbed, log, *args, env=env).process
 
     def kill(self) -> None:
         """As a crash would: no goodbye to the peers."""
@@ -86,14 +78,7 @@ class OperatorProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._out.close()
+        terminate(self.proc, grace=15)
 
 
 @pytest.fixture
@@ -169,8 +154,8 @@ def router(
     **spec: Any,
 ) -> dict[str, Any]:
     return {
-        "apiVersion": "zeta.dev/v1alpha1",
-        "kind": "ZetaRouter",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": name},
         "spec": {
             "models": models,
@@ -200,13 +185,8 @@ def read_table(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, Any]
         if exc.status == 404:
             return None
         raise
-    table: dict[str, Any] = json.loads((cm.data or {})["routing.json"])
+    table: dict[str, Any] = json.loads((cm.data or {})[TABLE_KEY])
     return table
-
-
-def create(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> None:
-    """Create a ZetaRouter (``body`` is the whole object, as kubectl would send it)."""
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
 
 def status(custom: k8s.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
@@ -217,6 +197,28 @@ def status(custom: k8s.CustomObjectsApi, namespace: str, name: str) -> dict[str,
 
 def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in st.get("conditions", []) if c["type"] == type_), {})
+
+
+def status_when(
+    custom: k8s.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    *,
+    fallback: str | None = None,
+    **conditions: str | tuple[str, str],
+) -> dict[str, Any] | None:
+    """The router's status once it shows what is expected, else ``None`` (a probe for
+    :func:`wait_for`): each named condition's status (``Ready="True"``) or status and
+    reason (``Ready=("True", "TablePublished")``), and the ``fallback`` rung if given."""
+    st = status(custom, namespace, name)
+    if fallback is not None and st.get("fallback") != fallback:
+        return None
+    for type_, expected in conditions.items():
+        c = condition(st, type_)
+        got = c.get("status") if isinstance(expected, str) else (c.get("status"), c.get("reason"))
+        if got != expected:
+            return None
+    return st
 
 
 def pod_weights(table: dict[str, Any] | None, model_name: str) -> dict[str, float]:

@@ -23,6 +23,7 @@ from .conftest import (
     read_table,
     router,
     status,
+    status_when,
     wait_for,
 )
 
@@ -56,9 +57,7 @@ def test_prometheus_down_keeps_last_good_then_base_weights_then_recovers(
     )
 
     def live() -> dict[str, Any] | None:
-        st = status(custom, namespace, "ladder")
-        ok = st.get("fallback") == "none" and condition(st, "MetricsAvailable").get("status")
-        return st if ok == "True" else None
+        return status_when(custom, namespace, "ladder", fallback="none", MetricsAvailable="True")
 
     wait_for("live weights", live, 20)
     before = pod_weights(read_table(core, namespace, "ladder"), "sim-7b")
@@ -66,7 +65,7 @@ def test_prometheus_down_keeps_last_good_then_base_weights_then_recovers(
     try:
         st = wait_for(
             "MetricsAvailable=False on the last good weights",
-            lambda: (s := status(custom, namespace, "ladder")).get("fallback") == "last-good" and s,
+            lambda: status_when(custom, namespace, "ladder", fallback="last-good"),
             timeout=5,
         )
         assert condition(st, "MetricsAvailable")["status"] == "False"
@@ -79,9 +78,7 @@ def test_prometheus_down_keeps_last_good_then_base_weights_then_recovers(
 
         st = wait_for(
             "base weights after staleAfter",
-            lambda: (
-                (s := status(custom, namespace, "ladder")).get("fallback") == "base-weights" and s
-            ),
+            lambda: status_when(custom, namespace, "ladder", fallback="base-weights"),
             timeout=5 + 5,
         )
         assert condition(st, "Degraded")["reason"] == "BaseWeights"

@@ -8,7 +8,6 @@ ClusterRole lacks shows as a missing table or status, or a "Forbidden" in the lo
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,18 +17,18 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from zeta_testbed.harness import free_port
 from zeta_testbed.testbed import Testbed
 
 from .conftest import (
     ROOT,
     OperatorProcess,
-    condition,
     create,
     model,
     pod_weights,
     read_table,
     router,
-    status,
+    status_when,
     wait_for,
 )
 
@@ -54,13 +53,6 @@ def test_the_operator_manifests_pass_a_server_side_dry_run(
         "deployment.apps/zeta-operator",
         "serviceaccount/zeta-operator",
     }, out
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -117,7 +109,7 @@ def test_the_operator_needs_no_more_than_its_cluster_role(  # noqa: PLR0917 - fi
     cluster_peering: str,
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
-    liveness = f"http://127.0.0.1:{_free_port()}/healthz"
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
     args = deployment_args(peering=cluster_peering, liveness=liveness)
     assert "--all-namespaces" in args
     operator = start_operator(
@@ -133,11 +125,7 @@ def test_the_operator_needs_no_more_than_its_cluster_role(  # noqa: PLR0917 - fi
     )
     st = wait_for(
         "the status, written with the service account",
-        lambda: (
-            (s := status(custom, namespace, "rbac"))
-            and condition(s, "Ready").get("status") == "True"
-            and s
-        ),
+        lambda: status_when(custom, namespace, "rbac", Ready="True"),
         timeout=20,
     )
     assert st["observedGeneration"] == 1

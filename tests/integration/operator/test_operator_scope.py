@@ -3,12 +3,13 @@ nothing, a ConfigMap that belongs to someone else, and routers in every namespac
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client as k8s
 
+from tests.conftest import scratch_namespace
+from zeta_api import TABLE_KEY
 from zeta_testbed.testbed import Testbed
 
 from .conftest import (
@@ -21,22 +22,11 @@ from .conftest import (
     release_routers,
     router,
     status,
+    status_when,
     wait_for,
 )
 
 TWO_TIERS = [model("sim-7b", "7b", 2), model("sim-14b", "14b", 3)]
-
-
-def conditions_now(
-    custom: k8s.CustomObjectsApi, namespace: str, name: str, **expected: tuple[str, str]
-) -> dict[str, object] | None:
-    """The status, once each condition type has the expected (status, reason)."""
-    st = status(custom, namespace, name)
-    for type_, (value, reason) in expected.items():
-        c = condition(st, type_)
-        if (c.get("status"), c.get("reason")) != (value, reason):
-            return None
-    return st
 
 
 def test_a_selector_matching_nothing_is_a_condition_not_a_crash(
@@ -49,7 +39,7 @@ def test_a_selector_matching_nothing_is_a_condition_not_a_crash(
     create(custom, namespace, router("lonely", testbed.prometheus_url, TWO_TIERS))
     st = wait_for(
         "Ready=False for want of pods",
-        lambda: conditions_now(
+        lambda: status_when(
             custom,
             namespace,
             "lonely",
@@ -68,7 +58,7 @@ def test_a_selector_matching_nothing_is_a_condition_not_a_crash(
     pod = testbed.add_pod("7b", namespace=namespace)
     st = wait_for(
         "Ready=True with one model still without pods",
-        lambda: conditions_now(
+        lambda: status_when(
             custom,
             namespace,
             "lonely",
@@ -107,19 +97,19 @@ def test_a_config_map_owned_by_something_else_is_never_overwritten(
                 }
             ],
         },
-        "data": {"routing.json": "not ours"},
+        "data": {TABLE_KEY: "not ours"},
     }
     core.create_namespaced_config_map(namespace, theirs)
     testbed.add_pod("7b", namespace=namespace)
     create(custom, namespace, router("taken", testbed.prometheus_url, TWO_TIERS))
     st = wait_for(
         "Ready=False for the conflict",
-        lambda: conditions_now(custom, namespace, "taken", Ready=("False", "ConfigMapConflict")),
+        lambda: status_when(custom, namespace, "taken", Ready=("False", "ConfigMapConflict")),
         timeout=20,
     )
     assert "someone-else" in condition(st, "Ready")["message"]
     cm = core.read_namespaced_config_map("taken-routing", namespace)
-    assert cm.data == {"routing.json": "not ours"}
+    assert cm.data == {TABLE_KEY: "not ours"}
     assert [r.name for r in cm.metadata.owner_references] == ["someone-else"]
     assert "zeta.dev/content-hash" not in (cm.metadata.annotations or {})
 
@@ -127,15 +117,8 @@ def test_a_config_map_owned_by_something_else_is_never_overwritten(
 @pytest.fixture
 def other_namespace(testbed: Testbed, core: k8s.CoreV1Api) -> Iterator[str]:
     """A second namespace for the test, cleaned up like the first one."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
-    try:
+    with scratch_namespace(testbed, core, lambda name: release_routers(testbed, name)) as name:
         yield name
-    finally:
-        release_routers(testbed, name)
-        for pod in testbed.pods(name):
-            testbed.remove_pod(pod.name, name)
-        core.delete_namespace(name)
 
 
 def test_an_operator_for_all_namespaces_serves_routers_in_any_of_them(  # noqa: PLR0917 - fixtures
@@ -187,7 +170,7 @@ def test_a_classifier_that_does_not_answer_is_a_condition(
     create(custom, namespace, body)
     st = wait_for(
         "ClassifierAvailable=False",
-        lambda: conditions_now(
+        lambda: status_when(
             custom,
             namespace,
             "classified",

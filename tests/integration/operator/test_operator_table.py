@@ -19,6 +19,7 @@ from .conftest import (
     read_table,
     router,
     status,
+    status_when,
     wait_for,
 )
 
@@ -55,12 +56,7 @@ def test_table_holds_every_ready_pod_within_two_intervals_and_status_is_ready(
     # weights, rung 2); a later interval brings live weights, and fallback "none".
     st = wait_for(
         "Ready=True on live weights",
-        lambda: (
-            (s := status(custom, namespace, "chat"))
-            and condition(s, "Ready").get("status") == "True"
-            and s.get("fallback") == "none"
-            and s
-        ),
+        lambda: status_when(custom, namespace, "chat", fallback="none", Ready="True"),
         timeout=4 * 3,
     )
     assert st["summary"] == {"models": 3, "pods": 4}

@@ -10,8 +10,6 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from zeta_api import GROUP, PLURAL, VERSION
-
 from .conftest import create, model, router
 
 VALID = router(
@@ -23,7 +21,7 @@ VALID = router(
 
 def refused(custom: k8s.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> str:
     with pytest.raises(ApiException) as info:
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        create(custom, namespace, body)
     assert info.value.status == 422, info.value.body
     message: str = json.loads(info.value.body)["message"]
     return message

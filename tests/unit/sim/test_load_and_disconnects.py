@@ -25,6 +25,15 @@ async def first_token_delay(http, sim) -> float:
     return delay
 
 
+async def leave_once(session, sim, eventually, stat: str) -> None:
+    """Send a long request, wait until the sim counts it under ``stat``, then leave
+    (cancel it, as a client closing its connection would)."""
+    request = asyncio.create_task(session.post(f"{sim.url}/v1/completions", json=LONG))
+    await eventually(lambda: sim.state.stats_json()[stat] == 1, what=stat)
+    request.cancel()
+    await asyncio.gather(request, return_exceptions=True)
+
+
 class TestQueueing:
     async def test_time_to_first_token_grows_with_the_queue(self, make_sim, http):
         # One slot, ~6 ms steps: each request holds the slot for ~50 ms.
@@ -51,10 +60,7 @@ class TestDisconnects:
     async def test_a_non_streaming_client_leaving_frees_its_slot(self, make_sim, eventually):
         sim = await make_sim(time_scale=1.0)
         async with aiohttp.ClientSession() as session:
-            request = asyncio.create_task(session.post(f"{sim.url}/v1/completions", json=LONG))
-            await eventually(lambda: sim.state.stats_json()["running"] == 1, what="running")
-            request.cancel()
-            await asyncio.gather(request, return_exceptions=True)
+            await leave_once(session, sim, eventually, "running")
         await eventually(lambda: sim.state.stats_json()["cancelled"] == 1, what="cancelled")
         assert sim.state.stats_json()["running"] == 0
         assert sim.state.engine.stats().cancelled_total == 1
@@ -88,10 +94,7 @@ class TestDisconnects:
     async def test_a_hung_client_leaving_is_cancelled(self, sim, http, eventually):
         sim.state.set_faults(sim.state.faults.patched({"hang": True}))
         async with aiohttp.ClientSession() as session:
-            request = asyncio.create_task(session.post(f"{sim.url}/v1/completions", json=LONG))
-            await eventually(lambda: sim.state.stats_json()["hung"] == 1, what="hung")
-            request.cancel()
-            await asyncio.gather(request, return_exceptions=True)
+            await leave_once(session, sim, eventually, "hung")
         await eventually(lambda: sim.state.stats_json()["cancelled"] == 1, what="cancelled")
         assert sim.state.stats_json()["hung"] == 0
         async with http.get(f"{sim.url}/metrics") as response:
