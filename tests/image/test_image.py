@@ -1,23 +1,34 @@
-"""Both entry points run from the image as podman would run them in a restricted pod:
-a numeric non-root user, a read-only root filesystem, the routing table mounted read-only."""
+"""Both entry points run from the image as a restricted pod would run them: a numeric
+non-root user, a read-only root filesystem, configuration mounted read-only; against the
+testbed's pods and apiserver (host networking: they listen on the host's loopback)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import openai
 import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
+from zeta_api import GROUP, PLURAL, VERSION
 from zeta_sidecar.testing import endpoint, table_json
 from zeta_testbed.testbed import Testbed
 
 from .conftest import Podman
 
 pytestmark = pytest.mark.image
+
+ROOT = Path(__file__).resolve().parents[2]
+MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
 def free_port() -> int:
@@ -36,6 +47,14 @@ def status(url: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+def wait(what: str, probe: Callable[[], bool], timeout: float, logs: Callable[[], str]) -> None:
+    """Poll ``probe`` until it is true; fail with the containers' logs."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s\n{logs()}"
+        time.sleep(0.5)
 
 
 def test_both_entry_points_answer_help(podman: Podman) -> None:
@@ -70,9 +89,11 @@ def test_sidecar_serves_a_read_only_table_from_the_testbed(
         table_json({"chat": [endpoint(pod.address, pod=pod.name)]}, served={"chat": "sim-7b"})
     )
     port, admin = free_port(), free_port()
-    # Host networking: the testbed's pods listen on the host's loopback.
+    # Host networking: the testbed's pods listen on the host's loopback. No tmpfs on /tmp
+    # either: the chart gives the gateway no writable path at all.
     container = podman.start(
         "--network=host",
+        "--read-only-tmpfs=false",
         f"--volume={tables}:/etc/zeta:ro",
         "--",
         "zeta-sidecar",
@@ -84,17 +105,19 @@ def test_sidecar_serves_a_read_only_table_from_the_testbed(
         "--drain-grace=5",
     )
     try:
-        deadline = time.monotonic() + 60
-        while status(f"http://127.0.0.1:{admin}/readyz") != 200:
-            assert time.monotonic() < deadline, podman.logs(container)
-            time.sleep(0.5)
+        wait(
+            "ready",
+            lambda: status(f"http://127.0.0.1:{admin}/readyz") == 200,
+            60,
+            lambda: podman.logs(container),
+        )
         client = openai.OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0
         )
         assert [m.id for m in client.models.list()] == ["chat"]
         reply = client.chat.completions.create(
             model="chat",
-            messages=[{"role": "user", "content": "Say hello."}],
+            messages=MESSAGES,  # type: ignore[arg-type]
             max_tokens=3,
         )
         assert reply.choices[0].message.content
@@ -103,3 +126,126 @@ def test_sidecar_serves_a_read_only_table_from_the_testbed(
         code, logs = podman.stop(container)
     # SIGTERM drains and exits cleanly; 137 would mean podman had to kill it.
     assert code == 0, logs
+
+
+def container_kubeconfig(testbed: Testbed, folder: Path) -> Path:
+    """The testbed's kubeconfig with its CA inline: the original names a file only root
+    may read, and the container runs as 65532."""
+    config = yaml.safe_load(testbed.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = Path(cluster.pop("certificate-authority")).read_bytes()
+    cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+    path = folder / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o644)
+    return path
+
+
+def test_operator_and_gateway_from_the_image_serve_the_operators_table(
+    podman: Podman, testbed: Testbed, core: k8s.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    for crd in sorted((ROOT / "manifests/crds").glob("*.yaml")):
+        testbed.kubectl("apply", "--server-side", "-f", str(crd))
+    pod = testbed.add_pod("7b", namespace=namespace)
+    config = tmp_path / "config"
+    config.mkdir()
+    config.chmod(0o755)
+    container_kubeconfig(testbed, config)
+    kube = [
+        "--network=host",
+        f"--volume={config}:/etc/zeta:ro",
+        "--env=KUBECONFIG=/etc/zeta/kubeconfig",
+    ]
+    liveness = free_port()
+    operator = podman.start(
+        *kube,
+        "--",
+        "zeta-operator",
+        f"--namespace={namespace}",
+        "--standalone",
+        f"--liveness=http://127.0.0.1:{liveness}/healthz",
+    )
+    port, admin = free_port(), free_port()
+    gateway = podman.start(
+        # A tmpfs on /tmp (podman's default with --read-only) as for the operator: the
+        # client writes an inline CA to a temporary file (in a pod it reads the mounted
+        # ServiceAccount's files instead).
+        *kube,
+        "--",
+        "zeta-sidecar",
+        f"--configmap={namespace}/chat-routing",
+        "--kubeconfig=/etc/zeta/kubeconfig",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--admin-port={admin}",
+        "--drain-delay=0",
+        "--drain-grace=5",
+    )
+    custom = k8s.CustomObjectsApi(core.api_client)
+
+    def logs() -> str:
+        return podman.logs(operator) + podman.logs(gateway)
+
+    try:
+        wait(
+            "operator liveness",
+            lambda: status(f"http://127.0.0.1:{liveness}/healthz") == 200,
+            60,
+            logs,
+        )
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ZetaRouter",
+                "metadata": {"name": "chat"},
+                "spec": {
+                    "models": [
+                        {
+                            "name": "sim-7b",
+                            "tier": 1,
+                            "capacity": 32,
+                            "selector": {"matchLabels": {"app": "vllm", "model": "7b"}},
+                        }
+                    ],
+                    "prometheus": {"url": testbed.prometheus_url, "timeout": "1s"},
+                    "policy": {"interval": "2s"},
+                    "routingTable": {"configMapName": "chat-routing"},
+                },
+            },
+        )
+
+        def published() -> bool:
+            try:
+                cm = core.read_namespaced_config_map("chat-routing", namespace)
+            except ApiException:
+                return False
+            table = json.loads((cm.data or {}).get("routing.json", "{}"))
+            endpoints = table.get("models", {}).get("sim-7b", {}).get("endpoints", [])
+            return [e["address"] for e in endpoints] == [pod.address]
+
+        wait("the operator's table", published, 60, logs)
+        wait("gateway ready", lambda: status(f"http://127.0.0.1:{admin}/readyz") == 200, 60, logs)
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0
+        )
+        reply = client.chat.completions.create(model="sim-7b", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
+        assert reply.choices[0].message.content
+        # Deleted while the operator runs, so that it removes its own finalizer.
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
+
+        def gone() -> bool:
+            try:
+                custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
+            except ApiException as exc:
+                return bool(exc.status == 404)
+            return False
+
+        wait("the router deleted", gone, 30, logs)
+    finally:
+        codes = {name: podman.stop(c) for name, c in (("gateway", gateway), ("operator", operator))}
+    for name, (code, output) in codes.items():
+        assert code == 0, f"{name} exited {code}\n{output}"
