@@ -65,7 +65,7 @@ crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it i
 image:  ## the container image (podman, root), on a base made from Debian packages; OCI archive in build/image/
 	images/build.sh
 
-test-image: image setup  ## run both entry points from the image: non-root, read-only root (podman)
+test-image: image $(STAMP)  ## run both entry points from the image: non-root, read-only root (podman)
 	$(BIN)/pytest tests/image
 
 clean:

@@ -49,6 +49,17 @@ def status(url: str) -> int:
         return 0
 
 
+def sidecar_flags(port: int, admin: int) -> list[str]:
+    """Loopback only; a short drain, so that a stop takes seconds."""
+    return [
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--admin-port={admin}",
+        "--drain-delay=0",
+        "--drain-grace=5",
+    ]
+
+
 def wait(what: str, probe: Callable[[], bool], timeout: float, logs: Callable[[], str]) -> None:
     """Poll ``probe`` until it is true; fail with the containers' logs."""
     deadline = time.monotonic() + timeout
@@ -98,11 +109,7 @@ def test_sidecar_serves_a_read_only_table_from_the_testbed(
         "--",
         "zeta-sidecar",
         "--table-file=/etc/zeta/routing.json",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        f"--admin-port={admin}",
-        "--drain-delay=0",
-        "--drain-grace=5",
+        *sidecar_flags(port, admin),
     )
     try:
         wait(
@@ -175,11 +182,7 @@ def test_operator_and_gateway_from_the_image_serve_the_operators_table(
         "zeta-sidecar",
         f"--configmap={namespace}/chat-routing",
         "--kubeconfig=/etc/zeta/kubeconfig",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        f"--admin-port={admin}",
-        "--drain-delay=0",
-        "--drain-grace=5",
+        *sidecar_flags(port, admin),
     )
     custom = k8s.CustomObjectsApi(core.api_client)
 
