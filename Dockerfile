@@ -19,7 +19,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # The dependencies' wheels first, from pyproject.toml alone, so that a change to the
 # sources reuses this layer instead of downloading everything again.
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml ./
 # An optional `pip-ca` build secret is a CA bundle for PyPI behind a TLS-inspecting proxy
 # (`--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt`); the image never keeps it.
 RUN --mount=type=secret,id=pip-ca \
@@ -27,6 +27,7 @@ RUN --mount=type=secret,id=pip-ca \
  && python3 -m venv /opt/build \
  && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
  && /opt/build/bin/pip wheel --wheel-dir /wheels --requirement requirements.txt
+COPY README.md LICENSE ./
 COPY api api
 COPY operator operator
 COPY sidecar sidecar

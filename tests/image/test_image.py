@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +67,20 @@ def wait(what: str, probe: Callable[[], bool], timeout: float, logs: Callable[[]
     while not probe():
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s\n{logs()}"
         time.sleep(0.5)
+
+
+def helm_test_command(testbed: Testbed) -> list[str]:
+    """The command and args of the chart's `helm test` pod."""
+    helm, chart = testbed.env()["ZETA_HELM"], str(ROOT / "charts/zeta-router")
+    rendered = subprocess.run(
+        [helm, "template", "zr", chart, "--show-only", "templates/tests/test-models.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    (container,) = yaml.safe_load(rendered)["spec"]["containers"]
+    return [*container["command"], *container["args"]]
 
 
 def test_both_entry_points_answer_help(podman: Podman) -> None:
@@ -129,6 +144,12 @@ def test_sidecar_serves_a_read_only_table_from_the_testbed(
         )
         assert reply.choices[0].message.content
         assert reply.model == "sim-7b"
+        # The chart's `helm test` pod runs this image too: its command, given this URL.
+        check = helm_test_command(testbed)
+        check[-1] = f"http://127.0.0.1:{port}/v1/models"
+        done = podman.run("--network=host", "--", *check)
+        assert done.returncode == 0, done.stderr
+        assert "['chat']" in done.stdout
     finally:
         code, logs = podman.stop(container)
     # SIGTERM drains and exits cleanly; 137 would mean podman had to kill it.
