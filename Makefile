@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench bench-routing crd clean
+.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench bench-routing crd image test-image clean
 
 setup: $(STAMP) tools  ## venv with the project (editable) and test extras, plus the Go tools
 
@@ -61,6 +61,12 @@ bench-routing: setup  ## Zeta vs round robin, least-request, argmin, peers; traf
 crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it is current)
 	$(BIN)/python -m zeta_api.crd > manifests/crds/zetarouters.zeta.dev.yaml
 	cp manifests/crds/zetarouters.zeta.dev.yaml charts/zeta-router/crds/
+
+image:  ## the container image (podman, root), on a base made from Debian packages; OCI archive in build/image/
+	images/build.sh
+
+test-image: image $(STAMP)  ## run both entry points from the image: non-root, read-only root (podman)
+	$(BIN)/pytest tests/image
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

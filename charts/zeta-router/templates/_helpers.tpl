@@ -133,3 +133,29 @@ serve as they come and go.
   resources: [namespaces]
   verbs: [list, watch]
 {{- end }}
+
+{{/*
+topologySpreadConstraints of one component; a constraint without a labelSelector spreads
+that component's pods (the usual intent, and what bitnami charts do).
+Call with (dict "ctx" $ "component" "gateway" "constraints" .Values.gateway.topologySpreadConstraints).
+*/}}
+{{- define "zeta-router.topologySpreadConstraints" -}}
+{{- $selector := include "zeta-router.selectorLabels" (dict "ctx" .ctx "component" .component) | fromYaml }}
+{{- $constraints := list }}
+{{- range .constraints }}
+{{- $constraints = append $constraints (merge (dict) . (dict "labelSelector" (dict "matchLabels" $selector))) }}
+{{- end }}
+{{- toYaml $constraints }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget's spec body from {minAvailable, maxUnavailable}: minAvailable wins
+when set, as the two cannot be given together.
+*/}}
+{{- define "zeta-router.pdbSpec" -}}
+{{- if not (kindIs "invalid" .minAvailable) }}
+minAvailable: {{ .minAvailable }}
+{{- else }}
+maxUnavailable: {{ .maxUnavailable }}
+{{- end }}
+{{- end }}

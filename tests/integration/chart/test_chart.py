@@ -9,6 +9,7 @@ Then a real ``helm install`` into the test's namespace, and ``helm uninstall``.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from zeta_testbed.testbed import Testbed
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts/zeta-router"
 MANIFESTS = ROOT / "manifests"
+SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBE_VERSION = "1.36.0"  # helm template's default (1.20) is older than the chart's kubeVersion
 
 Helm = Callable[..., subprocess.CompletedProcess[str]]
@@ -56,10 +58,12 @@ def helm(testbed: Testbed, tmp_path: Path) -> Helm:
     return run
 
 
-def render(helm: Helm, *sets: str, namespace: str = "llm") -> Docs:
+def render(helm: Helm, *sets: str, namespace: str = "llm", values: Path | None = None) -> Docs:
     args = ["template", "zr", str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION]
     for value in sets:
         args += ["--set", value]
+    if values:
+        args += ["--values", str(values)]
     return [doc for doc in yaml.safe_load_all(helm(*args).stdout) if doc]
 
 
@@ -233,7 +237,7 @@ def test_values_move_the_flags(helm: Helm) -> None:
         "--port=8000",
         "--admin-port=9100",
     ]
-    assert container["image"] == "zeta-router:dev"
+    assert container["image"] == "ghcr.io/zeta-router/zeta-router:dev"
     assert gateway["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
     (operator,) = of(docs, "Deployment", "operator")
     assert "--standalone" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -246,6 +250,138 @@ def test_names_are_cut_to_63_characters(helm: Helm) -> None:
     assert all(len(n) <= 63 for n in names), names
     assert any(n.endswith("-operator") for n in names)
     assert any(n.endswith("-gateway") for n in names)
+
+
+def scenario(path: Path | None) -> str:
+    return path.name.removesuffix("-values.yaml") if path else "defaults"
+
+
+@pytest.mark.parametrize("values", [None, *SCENARIOS], ids=scenario)
+def test_lint_and_template_are_clean_without_a_cluster(helm: Helm, values: Path | None) -> None:
+    # No --kube-version: GitOps tools render with helm's defaults and no cluster.
+    extra = ["--values", str(values)] if values else []
+    lint = helm("lint", str(CHART), "--strict", *extra)
+    assert "0 chart(s) failed" in lint.stdout, lint.stdout
+    assert "[WARNING]" not in lint.stdout, lint.stdout
+    assert "[ERROR]" not in lint.stdout, lint.stdout
+    done = helm("template", "zr", str(CHART), "--namespace", "llm", *extra)
+    assert not done.stderr, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert {d["kind"] for d in docs} >= {"Service", "Deployment"}
+
+
+def test_scenarios_cover_the_optional_objects() -> None:
+    assert {scenario(p) for p in SCENARIOS} >= {"monitoring", "standalone", "gateway-only"}
+
+
+def test_each_deployment_has_a_disruption_budget(helm: Helm) -> None:
+    docs = render(helm)
+    for component in ("operator", "gateway"):
+        (deployment,) = of(docs, "Deployment", component)
+        (budget,) = of(docs, "PodDisruptionBudget", component)
+        assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert "minAvailable" not in budget["spec"]
+    docs = render(helm, values=CHART / "ci/standalone-values.yaml")
+    budgets = {c: of(docs, "PodDisruptionBudget", c)[0]["spec"] for c in ("operator", "gateway")}
+    assert budgets["operator"]["minAvailable"] == 0
+    assert budgets["gateway"]["minAvailable"] == "50%"
+    assert not [b for b in budgets.values() if "maxUnavailable" in b]
+    docs = render(helm, "operator.podDisruptionBudget.enabled=false")
+    assert not of(docs, "PodDisruptionBudget", "operator")
+
+
+def test_the_gateway_rolls_out_without_losing_capacity(helm: Helm) -> None:
+    docs = render(helm)
+    (gateway,) = of(docs, "Deployment", "gateway")
+    assert gateway["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (operator,) = of(docs, "Deployment", "operator")
+    assert "strategy" not in operator["spec"]  # Kubernetes' default unless set
+    (service,) = of(docs, "Service", "gateway")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["admin"] == {"name": "admin", "port": 9090, "targetPort": "admin"}
+    assert ports["http"]["targetPort"] == "http"
+
+
+def test_monitoring_autoscaling_and_spread(helm: Helm) -> None:
+    docs = render(helm, values=CHART / "ci/monitoring-values.yaml")
+    (gateway,) = of(docs, "Deployment", "gateway")
+    selector = gateway["spec"]["selector"]["matchLabels"]
+    (service,) = of(docs, "Service", "gateway")
+    monitor = one(docs, "ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["admin"]
+    assert "admin" in {p["name"] for p in service["spec"]["ports"]}
+    pods = one(docs, "PodMonitor")
+    assert pods["spec"]["selector"]["matchLabels"] == selector
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    assert "admin" in {p["name"] for p in container["ports"]}
+    assert "annotations" not in gateway["spec"]["template"]["metadata"]  # scrapeAnnotations off
+    # The HPA owns the replica count: a Deployment that kept one would fight it.
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == gateway["metadata"]["name"]
+    assert "replicas" not in gateway["spec"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    targets = {m["resource"]["name"]: m["resource"]["target"] for m in hpa["spec"]["metrics"]}
+    assert targets["cpu"]["averageUtilization"] == 70
+    assert targets["memory"]["averageUtilization"] == 80
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    for component in ("operator", "gateway"):
+        (deployment,) = of(docs, "Deployment", component)
+        (spread,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert (
+            spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        )
+    # Off by default: the monitoring.coreos.com CRDs may not be there.
+    defaults = render(helm)
+    kinds = {d["kind"] for d in defaults}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "HorizontalPodAutoscaler"}
+
+
+def test_autoscaling_needs_a_target(helm: Helm) -> None:
+    # Both targets null would make an HPA with no metrics, which the apiserver refuses.
+    sets = ["enabled=true", "targetCPUUtilizationPercentage=null"]
+    args = [arg for value in sets for arg in ("--set", f"gateway.autoscaling.{value}")]
+    done = helm("template", "zr", str(CHART), *args, check=False)
+    assert done.returncode != 0
+    assert "targetCPUUtilizationPercentage" in done.stderr, done.stderr
+
+
+def test_the_helm_test_pod_asks_the_service_for_models(helm: Helm) -> None:
+    docs = render(helm)
+    (pod,) = [d for d in docs if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (service,) = of(docs, "Service", "gateway")
+    (container,) = pod["spec"]["containers"]
+    url = f"http://{service['metadata']['name']}.llm.svc:80/v1/models"
+    assert container["args"][-1] == url
+    (gateway,) = of(docs, "Deployment", "gateway")
+    assert container["image"] == gateway["spec"]["template"]["spec"]["containers"][0]["image"]
+    # Restricted Pod Security, like the gateway it tests.
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert not [d for d in render(helm, "test.enabled=false") if d["kind"] == "Pod"]
+
+
+def test_the_chart_readme_is_generated_from_the_values() -> None:
+    # --check also fails on a value with no `# --` comment (on it or a parent key).
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "charts/values_readme.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    readme = (CHART / "README.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for leaf in ("gateway.strategy", "gateway.autoscaling.enabled", "test.enabled"):
+        assert f"| `{leaf}` |" in readme
+    assert values["image"]["repository"] in readme
 
 
 # ---------------------------------------------------------------- testbed
@@ -269,6 +405,8 @@ def test_helm_install_and_uninstall(
     ).stdout  # fmt: skip
     assert "STATUS: deployed" in out, out
     assert "kubectl get zr" in out  # NOTES.txt
+    assert "never upgrades them" in out
+    assert "kubectl apply --server-side -f charts/zeta-router/crds/" in out
 
     testbed.kubectl(
         "wait", "--for=condition=Established", "--timeout=30s",
@@ -289,6 +427,7 @@ def test_helm_install_and_uninstall(
     cluster = [("clusterrole", operator), ("clusterrolebinding", operator)]
     if not watch:
         cluster.append(("clusterkopfpeering", operator))
+    namespaced += [("poddisruptionbudget", operator), ("poddisruptionbudget", gateway)]
     for kind, name in namespaced:
         assert _get(testbed, kind, name, namespace), f"{kind}/{name} missing"
     for kind, name in cluster:
