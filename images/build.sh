@@ -2,7 +2,8 @@
 # `make image`: the Dockerfile built with podman on this machine, on a base made from
 # Debian packages (no registry here), saved as an OCI archive that `podman load`,
 # `ctr images import` or `skopeo copy oci-archive:...` take.
-# Needs root, podman, runc and mmdebstrap (Debian packages); network to PyPI.
+# Needs root; installs podman, buildah, runc and mmdebstrap from Debian when missing;
+# network to PyPI and deb.debian.org.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,17 @@ PIP_CA=${PIP_CA:-/etc/ssl/certs/ca-certificates.crt}
 # rlimits (root here lacks CAP_SYS_RESOURCE): see README, "The container image".
 RUNTIME_FLAGS=(--runtime "${OCI_RUNTIME:-/usr/sbin/runc}"
                --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+
+# A fresh machine (CI) has none of the tools: install the missing ones from Debian.
+missing=()
+for pair in podman:podman buildah:buildah mmdebstrap:mmdebstrap runc:runc newuidmap:uidmap; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]} (apt-get)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
+fi
 
 BASE_IMAGE=$BASE_IMAGE OUT=$OUT images/debian-base.sh
 secret=()
