@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from zeta_sidecar.tables import Pod
+from zeta_sidecar.pods import Pod
 
 __all__ = ["Metrics"]
 
