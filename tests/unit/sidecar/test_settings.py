@@ -9,12 +9,8 @@ import pytest
 
 from zeta_sidecar import connections
 from zeta_sidecar.cli import parse_args
-from zeta_sidecar.connections import (
-    RESERVED_FDS,
-    Limits,
-    ThrottledLog,
-    default_max_connections,
-)
+from zeta_sidecar.connections import Limits, ThrottledLog
+from zeta_sidecar.fd_limits import RESERVED_FDS, default_max_connections
 from zeta_sidecar.settings import Settings
 
 TABLE = Path("/tmp/routing.json")
