@@ -109,8 +109,6 @@ class ModelPods:
 
     def _refresh(self, now: float, warmup: float, epoch: int) -> None:
         warm = now >= self.warm_until
-        if self.epoch == epoch and warm:
-            return
         if warm and all(p.health.serving for p in self.pods):
             self.effective, self.cum = self.base, self.base_cum
         else:
@@ -123,7 +121,8 @@ class ModelPods:
 
     def weights(self, now: float, warmup: float, epoch: int) -> list[float]:
         """Effective weights now, pod by pod (``epoch``: the store's health epoch)."""
-        self._refresh(now, warmup, epoch)
+        if self.epoch != epoch or now < self.warm_until:
+            self._refresh(now, warmup, epoch)
         return self.effective
 
     def cumulative(
@@ -131,7 +130,8 @@ class ModelPods:
     ) -> list[float]:
         """Effective weights now as running sums; ``exclude`` (the pod a retry leaves)
         gets 0."""
-        self._refresh(now, warmup, epoch)
+        if self.epoch != epoch or now < self.warm_until:  # else nothing changed: the hot path
+            self._refresh(now, warmup, epoch)
         if exclude is None:
             return self.cum
         pods = self.pods
