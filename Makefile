@@ -54,8 +54,9 @@ bench: setup bench-routing  ## every benchmark; each writes its table to bench/r
 	$(BIN)/python bench/proxy_overhead.py
 	$(BIN)/python bench/complexity.py
 
-bench-routing: setup  ## Zeta vs round robin, least-request, argmin, tiers, peers (about 25 min)
+bench-routing: setup  ## Zeta vs round robin, least-request, argmin, peers; traffic classes (about 32 min)
 	$(BIN)/python bench/routing/run.py
+	$(BIN)/python bench/routing/run.py --suite classes
 
 crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it is current)
 	$(BIN)/python -m zeta_api.crd > manifests/crds/zetarouters.zeta.dev.yaml

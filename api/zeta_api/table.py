@@ -26,6 +26,7 @@ from typing import ClassVar
 from zeta_api.balancing import Balancing
 from zeta_api.codec import dump, load
 from zeta_api.errors import TableError
+from zeta_api.schema import Rule, matches, prop, record
 from zeta_api.spec import (
     API_VERSION,
     MODEL_NAME_MAX_LENGTH,
@@ -35,7 +36,6 @@ from zeta_api.spec import (
     Strategy,
     _thresholds_fit,
 )
-from zeta_api.schema import Rule, matches, prop, record
 from zeta_api.traffic import Traffic
 
 __all__ = [

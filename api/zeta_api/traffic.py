@@ -4,8 +4,9 @@ Declared as ``spec.traffic`` of a ``ZetaRouter`` and copied into the routing tab
 every gateway replica applies the same rules. Why: shedding is right for some traffic
 and wrong for the rest, and only the admin can say which (the Gateway API Inference
 Extension sheds only requests whose criticality is ``Sheddable``). When a model is
-saturated, a request of a *sheddable* class is answered 429 at once; any other waits in
-the sidecar's admission queue, highest priority first, until a pod has room, for at
+saturated (for a sheddable class: when its pods' batches are nearly full, see
+``sheddableReserve``), a request of a *sheddable* class is answered 429 at once; any
+other waits in the sidecar's admission queue, highest priority first, until a pod has room, for at
 most its class's ``maxQueueTime``. Rate limits are per tenant, as token buckets in each
 sidecar, each replica enforcing its share (``gatewayReplicas``).
 
@@ -223,6 +224,15 @@ class Traffic:
         default=1024,
         minimum=0,
         maximum=100000,
+    )
+    sheddable_reserve: float = prop(
+        "Share of each pod's batch (its capacity) kept free of sheddable requests: a "
+        "sheddable request is shed once every pod's load reaches capacity x (1 - this), "
+        "so requests that wait for a pod find a batch place soon and never queue behind "
+        "a sheddable one. 0 sheds them only when the batches are full.",
+        default=0.15,
+        minimum=0,
+        maximum=1,
     )
     gateway_replicas: int = prop(
         "How many gateway replicas share the rate limits: each enforces 1/N of every "

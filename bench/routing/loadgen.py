@@ -42,6 +42,8 @@ class Record:
     tokens: int
     max_tokens: int
     served_model: str
+    priority: str = ""
+    tenant: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -63,6 +65,16 @@ def _first_content(buffer: bytes) -> bool:
     return False
 
 
+def _error(status: int, body: bytes) -> str:
+    """``http <status>``, and the OpenAI error code when the body has one (a 429 says
+    whether the model had no room for a sheddable request or the tenant was limited)."""
+    try:
+        code = json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = None
+    return f"http {status} {code}" if isinstance(code, str) else f"http {status}"
+
+
 async def _one(
     session: aiohttp.ClientSession,
     url: str,
@@ -74,12 +86,9 @@ async def _one(
     ttft: float | None = None
     try:
         async with asyncio.timeout(limit):
-            async with session.post(
-                url, data=body, headers={"Content-Type": "application/json"}
-            ) as resp:
+            async with session.post(url, data=body, headers=request.headers()) as resp:
                 if resp.status != 200:
-                    await resp.read()
-                    return resp.status, f"http {resp.status}", None, None, 0, ""
+                    return resp.status, _error(resp.status, await resp.read()), None, None, 0, ""
                 if not request.stream:
                     payload = await resp.json(content_type=None)
                     e2e = time.perf_counter() - start
@@ -153,7 +162,8 @@ async def replay(
                 Record(
                     system, scenario, seed, request.index, request.klass, request.stream,
                     round(request.at, 4), round(late, 4), replica, status, error,
-                    ttft, e2e, tokens, request.max_tokens, model,
+                    ttft, e2e, tokens, request.max_tokens, model, request.priority,
+                    request.tenant,
                 )
             )  # fmt: skip
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import proxy_overhead as po
 
-from routing import trace
+from routing import classes, trace
 from routing.scenarios import Scenario
 from routing.systems import SYSTEMS
 
@@ -31,6 +31,9 @@ except ImportError:  # optional: without it the report has tables and no plots
     HAVE_MATPLOTLIB = False
 
 REPORT_PATH = Path(__file__).resolve().parents[1] / "results" / "routing.md"
+SUITE = "routing"
+"""Which suite the report is of (``run.py --suite``): its title and hand-written analysis."""
+TITLES = {"routing": "Routing benchmark", "classes": "Traffic classes benchmark"}
 
 METRICS = (
     ("ttft_p50", "TTFT p50 s"),
@@ -463,7 +466,7 @@ def write(
         code_line(),
     )
     lines = [
-        "# Routing benchmark",
+        f"# {TITLES[SUITE]}",
         "",
         f"Generated {when} by `{command}` in {elapsed / 60:.1f} min; seeds "
         f"{', '.join(map(str, seeds))}. Cells: median over seeds (min-max).",
@@ -523,6 +526,8 @@ def write(
                 f"trace's classes, before any load or spillover: {tiers}.",
                 "",
             ]
+        if scenario.classes:
+            lines += classes.tables(scenario, rows)
         shares = [
             f"{r['system']}: " + ", ".join(f"{v:.2f}" for v in r["pod_share"].values())
             for r in rows
@@ -539,8 +544,12 @@ def write(
         ]
         lines += [f"- `{key}`: {why}" for key, why in failures.items()]
         lines.append("")
-    lines += verdicts(scenarios, summaries)
-    lines += [*ANALYSIS, ""]
+    if SUITE == "classes":
+        lines += classes.verdicts(scenarios, summaries)
+        lines += [*classes.ANALYSIS, ""]
+    else:
+        lines += verdicts(scenarios, summaries)
+        lines += [*ANALYSIS, ""]
     written = plots(scenarios, runs_info, out, records)
     if written:
         lines += ["## Plots", ""]

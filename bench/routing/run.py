@@ -36,9 +36,10 @@ sys.path.insert(0, str(BENCH))
 import proxy_overhead as po  # noqa: E402
 import yaml  # noqa: E402
 
-from routing import report, summary, systems, trace  # noqa: E402
+from routing import classes, report, summary, systems, trace  # noqa: E402
+from routing import scenarios as catalogue  # noqa: E402
 from routing.loadgen import Record, replay, sample_pods, sample_table  # noqa: E402
-from routing.scenarios import MIXED_SPILLOVER, Scenario, capacity_rps, full, short  # noqa: E402
+from routing.scenarios import MIXED_SPILLOVER, Scenario, capacity_rps  # noqa: E402
 from zeta_testbed.sim.presets import PRESETS  # noqa: E402
 from zeta_testbed.testbed import Testbed  # noqa: E402
 
@@ -51,7 +52,9 @@ TIERS = {"4b": 1, "7b": 2, "14b": 3}
 DEFAULT_INTERVAL = 10.0
 DEFAULT_STALE_AFTER = 60.0
 DEFAULT_RATE_WINDOW = 60.0
-"""The CRD's policy defaults and zeta-operator's --rate-window default, in seconds."""
+DEFAULT_MAX_QUEUE_TIME = 60.0
+"""The CRD's policy and traffic-class defaults and zeta-operator's --rate-window
+default, in seconds."""
 REQUEST_TIMEOUT = 30.0
 """Wall seconds a request may take before it counts as a timeout (a failure)."""
 
@@ -91,6 +94,8 @@ def _router_manifest(scenario: Scenario, prometheus: str) -> dict[str, Any]:
                    "staleAfter": _duration(DEFAULT_STALE_AFTER / scale)},
         "routingTable": {"configMapName": CONFIGMAP},
     }  # fmt: skip
+    if scenario.classes:
+        spec["traffic"] = _traffic(scenario)
     if len(models) > 1:
         spec["virtualModels"] = [
             {"name": "auto", "strategy": "complexity", "spillover": MIXED_SPILLOVER,
@@ -104,6 +109,23 @@ def _router_manifest(scenario: Scenario, prometheus: str) -> dict[str, Any]:
     }
 
 
+def _traffic(scenario: Scenario) -> dict[str, Any]:
+    """The CRD's default classes with their longest queue time in model time, and each
+    tenant's requests/s limit from its share of the trace's mean offered rate."""
+    shares = dict(scenario.mix.tenants)
+    offered = estimate_capacity(scenario) * scenario.mean_load
+    classes = [
+        {"name": name, "priority": priority, "sheddable": name == "sheddable",
+         "maxQueueTime": _duration(DEFAULT_MAX_QUEUE_TIME / scenario.time_scale)}
+        for name, priority in (("critical", 300), ("standard", 200), ("sheddable", 100))
+    ]  # fmt: skip
+    tenants = [
+        {"name": name, "requestsPerSecond": round(multiple * shares[name] * offered, 2)}
+        for name, multiple in scenario.tenant_limits
+    ]
+    return {"classes": classes, "tenants": tenants, "gatewayReplicas": scenario.replicas}
+
+
 def _duration(seconds: float) -> str:
     return f"{max(1000, round(seconds * 1000))}ms"
 
@@ -111,8 +133,7 @@ def _duration(seconds: float) -> str:
 def start_zeta(testbed: Testbed, scenario: Scenario) -> None:
     testbed.kubectl("apply", "-f", str(CRD))
     testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
-    manifest = _router_manifest(scenario, testbed.prometheus_url)
-    testbed.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    apply_router(testbed, scenario)
     bin_dir = Path(sys.executable).parent
     window = _duration(DEFAULT_RATE_WINDOW / scenario.time_scale)
     testbed.run(
@@ -120,6 +141,25 @@ def start_zeta(testbed: Testbed, scenario: Scenario) -> None:
         [str(bin_dir / "zeta-operator"), "--namespace", NAMESPACE, "--rate-window", window],
     )
     _until(lambda: testbed.routing_table(NAMESPACE, CONFIGMAP) is not None, 90, "the table")
+
+
+def apply_router(testbed: Testbed, scenario: Scenario) -> None:
+    """Declare the scenario's ZetaRouter (again: scenarios of a group share the testbed)
+    and, once the operator runs, wait until its table carries the scenario's traffic."""
+    manifest = _router_manifest(scenario, testbed.prometheus_url)
+    testbed.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    want = manifest["spec"].get("traffic")
+    if want is None or testbed.routing_table(NAMESPACE, CONFIGMAP) is None:
+        return
+
+    def published() -> bool:
+        got = (testbed.routing_table(NAMESPACE, CONFIGMAP) or {}).get("traffic") or {}
+        tenants = {t["name"]: t.get("requestsPerSecond") for t in got.get("tenants", [])}
+        return got.get("gatewayReplicas") == want["gatewayReplicas"] and tenants == {
+            t["name"]: t["requestsPerSecond"] for t in want["tenants"]
+        }
+
+    _until(published, 60, "the table to carry the scenario's traffic classes")
 
 
 def _until(check: Callable[[], bool], timeout: float, what: str) -> float:
@@ -171,7 +211,9 @@ def settle_zeta(testbed: Testbed, timeout: float = 45.0) -> float:
 # --- one run -------------------------------------------------------------------------------
 
 
-def make_trace(scenario: Scenario, seed: int) -> list[Any]:
+def estimate_capacity(scenario: Scenario, seed: int = 1) -> float:
+    """The pods' estimated requests/s (wall) for the scenario's mix (mean lengths from a
+    sample drawn with ``seed``); also kept, with those lengths, in ``scenario.extra``."""
     sample = trace.generate(
         seed + 10_000, duration=400.0, rate=lambda t: 1.0, model=scenario.model,
         mix=scenario.mix, peak_rate=1.0,
@@ -185,7 +227,12 @@ def make_trace(scenario: Scenario, seed: int) -> list[Any]:
     scenario.extra["capacity_rps"] = f"{capacity:.1f}"
     scenario.extra["mean_prompt"] = f"{prompt:.0f}"
     scenario.extra["mean_output"] = f"{output:.0f}"
-    return trace.generate(
+    return capacity
+
+
+def make_trace(scenario: Scenario, seed: int) -> list[Any]:
+    capacity = estimate_capacity(scenario, seed)
+    requests = trace.generate(
         seed,
         duration=scenario.duration,
         rate=lambda t: scenario.load_at(t) * capacity,
@@ -193,6 +240,7 @@ def make_trace(scenario: Scenario, seed: int) -> list[Any]:
         mix=scenario.mix,
         peak_rate=scenario.peak_load * capacity,
     )
+    return [r for r in requests if r.priority not in scenario.drop_priorities]
 
 
 def run_one(
@@ -284,6 +332,22 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def summarise(
+    scenario: Scenario,
+    system: systems.System,
+    *,
+    seed: int,
+    records: Sequence[Record],
+    info: dict[str, Any],
+    pods: Sequence[systems.Pod],
+) -> dict[str, Any]:
+    """One run's figures; per class and tenant too when the scenario declares classes."""
+    row = summary.summarise(scenario, system, seed=seed, records=records, info=info, pods=pods)
+    if scenario.classes:
+        row.update(classes.breakdown(records, scenario))
+    return row
+
+
 def run_scenario(
     scenario: Scenario,
     seeds: Sequence[int],
@@ -295,6 +359,8 @@ def run_scenario(
     records_dir: Path,
     outcome: Outcome,
 ) -> None:
+    if "zeta" in scenario.systems:
+        apply_router(testbed, scenario)
     for seed in seeds:
         requests = make_trace(scenario, seed)
         log(f"{scenario.name} seed {seed}: {len(requests)} requests, "
@@ -314,9 +380,7 @@ def run_scenario(
                 continue
             (records_dir / f"{key}.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
             (records_dir / f"{key}.info.json").write_text(json.dumps(info))
-            row = summary.summarise(
-                scenario, system, seed=seed, records=records, info=info, pods=pods
-            )
+            row = summarise(scenario, system, seed=seed, records=records, info=info, pods=pods)
             outcome.summaries.append(row)
             outcome.runs_info[key] = info
             log(f"  {name:18} {summary.one_line(row)}")
@@ -402,16 +466,9 @@ def rebuild(
                                 PRESETS[n.split("-")[1]].capacity, "", 8000)
                     for n in names
                 ]  # fmt: skip
-                summaries.append(
-                    summary.summarise(
-                        scenario,
-                        systems.SYSTEMS[name],
-                        seed=seed,
-                        records=records,
-                        info=info,
-                        pods=pods,
-                    )
-                )
+                system = systems.SYSTEMS[name]
+                row = summarise(scenario, system, seed=seed, records=records, info=info, pods=pods)
+                summaries.append(row)
     (out / "summary.json").write_text(json.dumps(summaries, indent=1))
     elapsed = float(json.loads((out / "elapsed.json").read_text())) if (
         out / "elapsed.json").exists() else 0.0  # fmt: skip
@@ -427,15 +484,26 @@ def rebuild(
     return 0
 
 
+SUITES: dict[str, tuple[Callable[[], list[Scenario]], Callable[[], list[Scenario]]]] = {
+    "routing": (catalogue.full, catalogue.short),
+    "classes": (catalogue.classes, catalogue.classes_short),
+}
+"""Each suite's full and short (``make test``) scenarios; each writes its own report."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--suite", choices=sorted(SUITES), default="routing",
+        help="routing: load balancing (issue 8); classes: traffic classes (issue 9)",
+    )  # fmt: skip
     parser.add_argument("--short", action="store_true", help="one scenario, one seed")
     parser.add_argument("--only", action="append", default=[], help="scenario name(s)")
     parser.add_argument("--systems", default="", help="comma-separated subset of systems")
     parser.add_argument("--seeds", type=int, default=2, help="number of seeds (1..5)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "routing")
-    parser.add_argument("--records", type=Path, default=RESULTS / "routing" / "records")
-    parser.add_argument("--report", type=Path, default=RESULTS / "routing.md")
+    parser.add_argument("--out", type=Path, help="default: results/<suite>")
+    parser.add_argument("--records", type=Path, help="default: results/<suite>/records")
+    parser.add_argument("--report", type=Path, help="default: results/<suite>.md")
     parser.add_argument(
         "--rebuild", action="store_true", help="summaries and report from earlier records"
     )
@@ -443,7 +511,10 @@ def main() -> int:
     if os.environ.get(NETNS_MARK) != "1" and not args.rebuild:
         po.ensure_tools()  # apt-get and pip need the network: before the namespace
         return _reexec_in_netns()
-    scenarios = short() if args.short else full()
+    suite_full, suite_short = SUITES[args.suite]
+    out = args.out or RESULTS / args.suite
+    records = args.records or out / "records"
+    scenarios = suite_short() if args.short else suite_full()
     if args.only:
         scenarios = [s for s in scenarios if s.name in args.only]
     if args.systems:
@@ -454,10 +525,11 @@ def main() -> int:
             for s in scenarios
         ]  # fmt: skip
     seeds = [1] if args.short else list(range(1, max(1, min(5, args.seeds)) + 1))
-    report.REPORT_PATH = args.report
+    report.REPORT_PATH = args.report or RESULTS / f"{args.suite}.md"
+    report.SUITE = args.suite
     if args.rebuild:
-        return rebuild(scenarios, seeds, args.out, args.records)
-    return run(scenarios, seeds, args.out, args.records)
+        return rebuild(scenarios, seeds, out, records)
+    return run(scenarios, seeds, out, records)
 
 
 def _reexec_in_netns() -> int:

@@ -68,6 +68,13 @@ class Scenario:
     tpot_slo: float = 0.08
     """Model seconds per output token, on top of ``ttft_slo``, for non-streamed requests."""
     notes: str = ""
+    classes: bool = False
+    """Declare the CRD's default traffic classes on Zeta's ZetaRouter (``spec.traffic``),
+    their longest queue time in model time, and the tenants of ``tenant_limits``."""
+    tenant_limits: Sequence[tuple[str, float]] = ()
+    """(tenant, requests/s limit as a multiple of the tenant's mean offered rate)."""
+    drop_priorities: Sequence[str] = ()
+    """Traffic classes removed from the trace (the same trace, less those requests)."""
     extra: dict[str, str] = field(default_factory=dict)
 
     def load_at(self, t: float) -> float:
@@ -79,6 +86,12 @@ class Scenario:
     @property
     def peak_load(self) -> float:
         return max([self.base_load, *(p.load for p in self.phases)])
+
+    @property
+    def mean_load(self) -> float:
+        """The load averaged over the run (phases do not overlap)."""
+        extra = sum((p.load - self.base_load) * (p.end - p.start) for p in self.phases)
+        return self.base_load + extra / self.duration
 
 
 def capacity_rps(size: str, prompt_mean: float, output_mean: float, time_scale: float) -> float:
@@ -160,6 +173,64 @@ def _overload(duration: float = 18.0) -> Scenario:
     )
 
 
+CLASS_SYSTEMS = ("round-robin", "vllm-router-p2", "zeta")
+CLASS_MIX = Mix(
+    stream_share=1.0,
+    priorities=(("critical", 0.2), ("standard", 0.5), ("sheddable", 0.3)),
+    tenants=(("", 0.7), ("batch", 0.15), ("app", 0.15)),
+)
+"""Streaming chat: a fifth critical, half standard, the rest sheddable (batch jobs,
+previews); two tenants of 15 % each besides untenanted traffic."""
+TENANT_LIMITS = (("batch", 0.5), ("app", 2.0))
+"""``batch`` sends twice its limit, ``app`` half of it."""
+
+
+def _classes(
+    name: str,
+    *,
+    replicas: int = 1,
+    systems: Sequence[str] = CLASS_SYSTEMS,
+    drop: Sequence[str] = (),
+    duration: float = 20.0,
+) -> Scenario:
+    # Issue 9's case: three 7b pods, one 3x slow all along, streaming traffic under the
+    # pods' capacity on average (the slowed pod counts for a third) with a burst over
+    # it, so the model is saturated now and then and for a while.
+    return Scenario(
+        name=name,
+        group="classes",
+        pods={"7b": 3},
+        model="sim-7b",
+        mix=CLASS_MIX,
+        duration=duration,
+        base_load=0.6,
+        phases=(Phase(0.3 * duration, 0.5 * duration, 1.1),),
+        events=(Event(0.0, "slowdown", 0, 3.0),),
+        incident=(0.3 * duration, 0.5 * duration),
+        replicas=replicas,
+        systems=systems,
+        time_scale=8.0,
+        classes=True,
+        tenant_limits=TENANT_LIMITS,
+        drop_priorities=tuple(drop),
+    )
+
+
+def classes() -> list[Scenario]:
+    """Traffic classes (issue 9): the class mix against round robin and a peer; Zeta
+    with no sheddable traffic at all; Zeta behind three gateway replicas."""
+    return [
+        _classes("classes"),
+        _classes("classes-no-sheddable", systems=("zeta",), drop=("sheddable",)),
+        _classes("classes-x3", replicas=3, systems=("zeta",)),
+    ]
+
+
+def classes_short() -> list[Scenario]:
+    """The smoke form of :func:`classes` in ``make test``."""
+    return [_classes("classes", systems=("round-robin", "zeta"), duration=8.0)]
+
+
 def full() -> list[Scenario]:
     return [
         _tier("tier-2", 2, systems=TIER2_SYSTEMS),
@@ -175,6 +246,3 @@ def full() -> list[Scenario]:
 def short() -> list[Scenario]:
     """One scenario, a few systems, a short run: the smoke form in ``make test``."""
     return [_tier("tier-2", 2, systems=("round-robin", "least-request", "zeta"), duration=10.0)]
-
-
-ALL = {s.name: s for s in full()}

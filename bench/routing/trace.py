@@ -17,6 +17,9 @@ from zeta_sidecar.complexity import estimate, tier_index
 
 CHARS_PER_TOKEN = 4
 """What zeta-sim counts as one prompt token."""
+PRIORITY_HEADER = "x-zeta-priority"
+TENANT_HEADER = "x-zeta-tenant"
+"""The CRD's default class and tenant headers (``spec.traffic``)."""
 
 # Filler words with no complexity cue in them (see zeta_sidecar.complexity): only the
 # cue sentences decide a request's difficulty, as in the demo.
@@ -94,6 +97,18 @@ class TraceRequest:
     stream: bool
     depth: int
     prefix: int
+    priority: str = ""
+    """The traffic class it names in ``x-zeta-priority`` ('' for none)."""
+    tenant: str = ""
+    """The tenant it names in ``x-zeta-tenant`` ('' for none)."""
+
+    def headers(self) -> dict[str, str]:
+        out = {"Content-Type": "application/json"}
+        if self.priority:
+            out[PRIORITY_HEADER] = self.priority
+        if self.tenant:
+            out[TENANT_HEADER] = self.tenant
+        return out
 
     def body(self) -> dict[str, Any]:
         rng = random.Random(self.index)
@@ -131,6 +146,10 @@ class Mix:
     output_max: int = 400
     classes: Sequence[tuple[str, float]] = (("plain", 1.0),)
     """(class, share): 'plain' for an explicit model; easy/medium/hard for ``auto``."""
+    priorities: Sequence[tuple[str, float]] = ()
+    """(traffic class, share) named in the class header; none sends no header."""
+    tenants: Sequence[tuple[str, float]] = ()
+    """(tenant, share) named in the tenant header, '' for no tenant; none sends none."""
 
 
 def _lognormal(rng: random.Random, median: float, sigma: float, lo: int, hi: int) -> int:
@@ -151,6 +170,12 @@ def class_shape(klass: str, rng: random.Random, mix: Mix) -> tuple[int, int, int
         return _lognormal(rng, 1100, 0.1, 1000, 1400), _lognormal(rng, 320, 0.2, 256, 512), 14
     prompt = _lognormal(rng, mix.prompt_median, 0.6, 16, 2000)
     return prompt, _lognormal(rng, mix.output_median, 0.6, 8, mix.output_max), 2
+
+
+def _draw(rng: random.Random, shares: Sequence[tuple[str, float]]) -> str:
+    if not shares:
+        return ""
+    return rng.choices([name for name, _ in shares], [share for _, share in shares])[0]
 
 
 def generate(
@@ -176,6 +201,11 @@ def generate(
             continue
         klass = rng.choices(names, shares)[0]
         prompt, max_tokens, depth = class_shape(klass, rng, mix)
+        stream = rng.random() < mix.stream_share
+        prefix = rng.randrange(len(_SYSTEM_PREFIXES))
+        # Drawn last and only when asked for, so traces without classes stay as they were.
+        priority = _draw(rng, mix.priorities)
+        tenant = _draw(rng, mix.tenants)
         out.append(
             TraceRequest(
                 index=len(out),
@@ -184,9 +214,11 @@ def generate(
                 klass=klass,
                 prompt_tokens=prompt,
                 max_tokens=max_tokens,
-                stream=rng.random() < mix.stream_share,
+                stream=stream,
                 depth=depth,
-                prefix=rng.randrange(len(_SYSTEM_PREFIXES)),
+                prefix=prefix,
+                priority=priority,
+                tenant=tenant,
             )
         )
     return out

@@ -49,6 +49,7 @@ class Gateway:
         self.admission = Admission(self._has_room)
         self.traffic = TrafficPolicy(Traffic(), clock())
         """Classes and tenants in force (the defaults until a table says otherwise)."""
+        self.router.follow(self.traffic.traffic)
         self.metrics = Metrics(self.store.pods)
         self.metrics.watch_queues(self.admission.queued)
         self.classifier = Classifier(self.metrics.classifier_fallback)
@@ -86,7 +87,7 @@ class Gateway:
             self.budget.budget, self.budget.min_per_second = retry.budget, retry.min_per_second
             if snapshot.table.traffic != self.traffic.traffic:
                 self.traffic = TrafficPolicy(snapshot.table.traffic, self.clock(), self.traffic)
-                self.router.replicas = snapshot.table.traffic.gateway_replicas
+                self.router.follow(snapshot.table.traffic)
             self.admission.wake_all()  # new reported load: waiters may have room now
             self.metrics.table_revision.set(snapshot.revision)
             self.metrics.table_reloads.labels("applied").inc()

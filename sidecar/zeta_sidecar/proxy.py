@@ -107,6 +107,8 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
         if limits is not None:
             usage = _limit(gw, limits, raw, body, now=start, labels=(name, cls.name, tenant))
         queued = False
+        # What is left of the batches is kept for classes that wait (sheddableReserve).
+        saturated = saturated or (cls.sheddable and not gw.router.has_room_for_sheddable(chosen))
         if saturated or gw.admission.waiting(chosen.name):
             if cls.sheddable:
                 gw.metrics.admission(name, cls.name, tenant, "shed")

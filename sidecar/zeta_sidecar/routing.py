@@ -16,11 +16,17 @@ replicas) plus what *this* replica sent each pod since that report, less what en
 since, counted once per replica (each replica fills only its share). Local counts
 alone never saturate a pod whose load is unknown: a replica sees only its share of the
 load.
+
+The headroom above a pod's batch (its capacity), and a reserve of the batch itself
+(``traffic.sheddableReserve``), are for requests that would wait rather than be shed:
+a sheddable request finds no room once every pod's load reaches the reserve, so the
+pods' queues hold only traffic that must be served, a request that waits finds a batch
+place soon, and a critical request never waits at a pod behind a sheddable one.
 """
 
 from collections.abc import Mapping, Sequence
 
-from zeta_api import Balancing, Picker, Spillover, Strategy
+from zeta_api import Balancing, Picker, Spillover, Strategy, Traffic
 from zeta_sidecar.complexity import score, tier_index
 from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
 from zeta_sidecar.picking import Draw, cumulative, draw, smooth_wrr, weighted_p2c, weighted_random
@@ -53,10 +59,17 @@ class Router:
         self.headroom = headroom
         self.replicas = replicas
         """Gateway replicas sharing the pods (``traffic.gatewayReplicas``)."""
+        self.sheddable_reserve = 0.0
+        """Share of a batch kept from sheddable requests (``traffic.sheddableReserve``)."""
 
-    def pod_saturated(self, pod: Pod) -> bool:
-        """Reported load, plus what this replica sent since less what ended, reaches the
-        threshold."""
+    def follow(self, traffic: Traffic) -> None:
+        """Take the table's replica count and sheddable reserve."""
+        self.replicas = traffic.gateway_replicas
+        self.sheddable_reserve = traffic.sheddable_reserve
+
+    def pod_saturated(self, pod: Pod, headroom: float | None = None) -> bool:
+        """The pod's estimated load reaches ``capacity * (1 + headroom)`` (the router's
+        headroom by default; 0 for a full batch)."""
         if pod.reported is None:
             return False
         # Signed: requests of this replica that ended since the report have left the pod,
@@ -64,11 +77,21 @@ class Router:
         # the replicas: each replica may fill only its share of the room the report left,
         # so N gateways between two reports do not each admit a whole pod's worth.
         since = (pod.inflight - pod.inflight_at_report) * self.replicas
-        return pod.reported + since >= pod.capacity * (1.0 + self.headroom)
+        # The report is seconds old when it arrives, and what this replica sent between
+        # the pod's scrape and the table's arrival is in neither term: in a ramp the sum
+        # falls short. This replica's own in-flight count is fresh, and its share of the
+        # pod's load: never estimate below it.
+        load = max(pod.reported + since, pod.inflight * self.replicas)
+        room = self.headroom if headroom is None else headroom
+        return load >= pod.capacity * (1.0 + room)
 
-    def has_room(self, model: ModelPods) -> bool:
+    def has_room(self, model: ModelPods, headroom: float | None = None) -> bool:
         """Some serving pod of the model is below the saturation threshold."""
-        return any(p.health.serving and not self.pod_saturated(p) for p in model.pods)
+        return any(p.health.serving and not self.pod_saturated(p, headroom) for p in model.pods)
+
+    def has_room_for_sheddable(self, model: ModelPods) -> bool:
+        """Some serving pod's batch has a place outside the reserve of waiting classes."""
+        return self.has_room(model, headroom=-self.sheddable_reserve)
 
     def saturated(self, model: ModelPods) -> bool:
         """The operator says so, or every serving pod's load says so."""

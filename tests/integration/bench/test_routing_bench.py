@@ -36,3 +36,26 @@ def test_short_form_writes_the_report(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert {row["system"] for row in summary} == {"round-robin", "least-request", "zeta"}
     assert len({row["requests"] for row in summary}) == 1  # the same trace for each
+
+
+def test_classes_short_form_writes_its_report(tmp_path: Path) -> None:
+    # The traffic-classes suite (issue 9): per-class and per-tenant tables, the checks.
+    out, records, report = tmp_path / "out", tmp_path / "records", tmp_path / "classes.md"
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), "--suite", "classes", "--short", "--out", str(out),
+         "--records", str(records), "--report", str(report)],
+        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert "## Targets (issue 9)" in text
+    for system in ("round-robin", "zeta"):
+        for name in ("critical", "standard", "sheddable"):
+            assert f"| {system} | {name} |" in text
+    lines = (records / "classes.zeta.1.jsonl").read_text().splitlines()
+    sent = [json.loads(line) for line in lines]
+    # The trace names classes and tenants, and each request's answer is recorded.
+    assert {r["priority"] for r in sent} == {"critical", "standard", "sheddable"}
+    assert {r["tenant"] for r in sent} == {"", "batch", "app"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert all("by_class" in row and "by_tenant" in row for row in summary)

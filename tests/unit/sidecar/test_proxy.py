@@ -103,6 +103,7 @@ async def test_every_error_case_has_its_status_and_body(
     make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
 ) -> None:
     sim = await make_sim()
+    other = await make_sim()
     hang = await make_sim()
     hang.state.set_faults(hang.state.faults.patched({"hang": True}))
     dead = f"127.0.0.1:{free_port()}"
@@ -110,11 +111,12 @@ async def test_every_error_case_has_its_status_and_body(
         {
             "ok": [endpoint(addr(sim))],
             "full": [endpoint(f"127.0.0.9:{sim.port}", load={"running": 32, "waiting": 20})],
+            "nearly": [endpoint(addr(other), load={"running": 30, "waiting": 0})],
             "gone": [endpoint(dead)],
             "slow": [endpoint(addr(hang))],
             "empty": [],
         },
-        served={"ok": "sim-7b", "gone": "sim-7b", "slow": "sim-7b"},
+        served={"ok": "sim-7b", "gone": "sim-7b", "slow": "sim-7b", "nearly": "sim-7b"},
         balancing={"timeouts": {"firstByte": "200ms"}},
         traffic={
             "classes": [
@@ -146,6 +148,11 @@ async def test_every_error_case_has_its_status_and_body(
     assert resp.headers["Retry-After"] == "1"
     await check(503, "no_healthy_upstream", json=chat("full"))
     await check(429, "no_capacity", json=chat("full"), headers={"x-zeta-priority": "batch"})
+    # A batch nearly full (30 of 32, over the 15 % reserve) still takes a request that
+    # would wait, but not a sheddable one: the pods' queues are kept for the others.
+    await check(429, "no_capacity", json=chat("nearly"), headers=shed)
+    async with http.post(url, json=chat("nearly")) as resp:
+        assert resp.status == 200
     await check(503, "no_healthy_upstream", json=chat("empty"))
     await check(502, "upstream_failed", json=chat("gone"))
     await check(504, "upstream_timeout", json=chat("slow"))

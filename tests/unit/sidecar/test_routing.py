@@ -151,3 +151,34 @@ def test_each_replica_fills_only_its_share_of_the_room() -> None:
     assert not r.pod_saturated(pod)
     r.replicas = 3  # 20 + 3 x 7 >= 40: this replica's third of the 20 left is used up
     assert r.pod_saturated(pod)
+
+
+def test_a_stale_report_never_counts_below_this_replicas_own_requests() -> None:
+    # Defect (issue 9 benchmark): the table arrives seconds after the pods were scraped;
+    # what this replica sent in between was in neither the report nor the count since
+    # it, so in a ramp the pods queued a third more than the threshold allowed.
+    snap = snapshot({"small": {"running": 0, "waiting": 0}})
+    r = router()
+    pod = snap.models["small"].pods[0]
+    pod.inflight = pod.inflight_at_report = 40  # all sent before the table came in
+    assert r.pod_saturated(pod)  # 40 >= 32 * 1.25, whatever the stale report says
+    assert not r.has_room(snap.models["small"])
+    pod.inflight = pod.inflight_at_report = 39
+    assert not r.pod_saturated(pod)
+
+
+def test_sheddable_requests_leave_a_reserve_of_the_batch_to_the_classes_that_wait() -> None:
+    # Defect (issue 9 benchmark): sheddable requests were admitted up to the queue
+    # threshold, so under load every critical request waited at a pod behind a queue of
+    # them (critical p99 TTFT 8x that of the same run with no sheddable traffic).
+    snap = snapshot({"small": {"running": 28, "waiting": 0}})
+    pool = snap.models["small"]
+    r = router()
+    r.sheddable_reserve = 0.15  # sheddable ones only below 32 * 0.85 = 27.2
+    assert r.has_room(pool)  # a request that waits still fits (28 < 40)
+    assert not r.has_room_for_sheddable(pool)
+    pool.pods[0].reported = 27.0
+    assert r.has_room_for_sheddable(pool)
+    r.sheddable_reserve = 0.0  # none kept back: sheddable up to the full batch
+    pool.pods[0].reported = 31.0
+    assert r.has_room_for_sheddable(pool)
