@@ -4,10 +4,10 @@ Per-request updates go through cached label children (a dict look-up, not
 prometheus_client's label validation each time). Per-pod gauges (in flight, ejected)
 are read from the table store at scrape time, so the hot path never touches them.
 
-Label values come from the routing table (models, pods, classes, tenants) or a fixed
-set (status codes, outcomes); a request for a model not in the table is labelled
-``unknown``, a client of no declared tenant ``other``. So the series grow only with
-what tables name: a pod that leaves the table takes its series with it
+Label values come from the routing table (models, pods, classes, tenants) or bounded
+sets (status codes, outcomes, reasons); a request for a model not in the table is
+labelled ``unknown``, a client of no declared tenant ``other``. So the series grow only
+with what tables name: a pod that leaves the table takes its series with it
 (:meth:`Metrics.forget`); models, classes and tenants that later tables drop keep
 theirs.
 """
