@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from zeta_api import Signal, ZetaRouterSpec, content_hash, dump_routing_table, parse_spec
-from zeta_operator import discovery, weighting
+from zeta_operator import deciding, discovery, weighting
 from zeta_operator.metrics import queries
 from zeta_operator.metrics.extraction import extract
 from zeta_operator.snapshots import PodRecord
@@ -164,7 +164,7 @@ def measure(pod_count: int, *, repeats: int, budget: float, seed: int) -> Run:
         selected = [p.name for pods in selection.values() for p in pods]
         loads = extract(answers, selected, now=now, max_age=120.0)
         marks.append(time.perf_counter())
-        inputs = weighting.model_inputs(router, selection, loads)
+        inputs = deciding.model_inputs(router, selection, loads)
         weights = weighting.update(state, inputs, router.policy)
         state = weights.state
         marks.append(time.perf_counter())

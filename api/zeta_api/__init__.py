@@ -5,12 +5,22 @@ operator writes and the sidecar reads, as typed values with their validation and
 (de)serialisation. Purely data-manipulative: no I/O, no clock reads, and no import
 of the processes that use it.
 
-Layers, bottom up: :mod:`~zeta_api.errors` and :mod:`~zeta_api.durations`;
-:mod:`~zeta_api.schema` (declarative fields), :mod:`~zeta_api.codec` (wire form) and
-:mod:`~zeta_api.openapi` (CRD schema); the documents :mod:`~zeta_api.spec`,
-:mod:`~zeta_api.status`, :mod:`~zeta_api.balancing`, :mod:`~zeta_api.traffic` and
-:mod:`~zeta_api.table`;
-:mod:`~zeta_api.crd` generates the CRD (``python -m zeta_api.crd``).
+Layers, bottom up, one job each:
+
+- :mod:`~zeta_api.errors` (the exception tree) and :mod:`~zeta_api.durations`
+  (Go durations to seconds and back);
+- :mod:`~zeta_api.schema` (declarative fields: one declaration per field),
+  :mod:`~zeta_api.codec` (records to and from the wire form, with field paths) and
+  :mod:`~zeta_api.openapi` (records to the CRD's OpenAPI schema);
+- the spec's parts: :mod:`~zeta_api.selectors` (label selectors),
+  :mod:`~zeta_api.models` (models and virtual models), :mod:`~zeta_api.signals` (the
+  load signals as one table: wire name, field, default PromQL per engine),
+  :mod:`~zeta_api.policy` (how load becomes weights), :mod:`~zeta_api.balancing`
+  (how sidecars pick, retry, eject) and :mod:`~zeta_api.traffic` (priority classes,
+  admission, rate limits);
+- the documents: :mod:`~zeta_api.spec` (the ZetaRouter spec, assembled),
+  :mod:`~zeta_api.status` (its status) and :mod:`~zeta_api.table` (the routing table);
+- :mod:`~zeta_api.crd` generates the CRD (``python -m zeta_api.crd``).
 
 What is exported here is the public surface; the field machinery is not.
 """
@@ -18,6 +28,7 @@ What is exported here is the public surface; the field machinery is not.
 from zeta_api.balancing import Balancing, Outlier, Picker, Retry, Timeouts
 from zeta_api.durations import DURATION_PATTERN, format_duration, parse_duration
 from zeta_api.errors import DurationError, SpecError, StatusError, TableError, ZetaApiError
+from zeta_api.signals import SIGNALS, SignalInfo
 from zeta_api.spec import (
     API_VERSION,
     GROUP,
@@ -87,6 +98,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "SHORT_NAME",
+    "SIGNALS",
     "SINGULAR",
     "TABLE_API_VERSION",
     "TABLE_KEY",
@@ -120,6 +132,7 @@ __all__ = [
     "SelectorOperator",
     "SelectorRequirement",
     "Signal",
+    "SignalInfo",
     "SpecError",
     "Spillover",
     "StatusError",

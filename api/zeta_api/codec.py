@@ -8,8 +8,10 @@ a record back. Both follow the declarations of :mod:`zeta_api.schema`.
 
 import enum
 import math
+import re
 import typing
 from collections.abc import Mapping
+from datetime import datetime
 from functools import cache
 from typing import TypeVar
 
@@ -21,7 +23,6 @@ from zeta_api.schema import (
     TypeInfo,
     enum_cls,
     format_number,
-    is_rfc3339,
     item_of,
     matches,
     plan,
@@ -31,6 +32,20 @@ from zeta_api.schema import (
 __all__ = ["dump", "load"]
 
 T = TypeVar("T")
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def is_rfc3339(text: str) -> bool:
+    """Whether ``text`` is an RFC 3339 date-time (what Kubernetes stores in timestamps)."""
+    if not _DATE_TIME.fullmatch(text):
+        return False
+    try:
+        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _join(path: str, name: str) -> str:

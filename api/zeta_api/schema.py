@@ -25,7 +25,6 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from functools import cache
 from typing import Any, Literal, TypeVar, dataclass_transform
 
@@ -38,7 +37,6 @@ __all__ = [
     "enum_cls",
     "fields_of",
     "format_number",
-    "is_rfc3339",
     "item_of",
     "matches",
     "plan",
@@ -52,9 +50,6 @@ T = TypeVar("T")
 Violation = tuple[str, str]
 
 _META_KEY = "zeta"
-_DATE_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -294,14 +289,3 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     # OpenAPI patterns are unanchored searches; `$` must mean end of text, as in RE2,
     # not "before a final newline" as in Python.
     return re.compile(pattern.removesuffix("$") + r"\Z" if pattern.endswith("$") else pattern)
-
-
-def is_rfc3339(text: str) -> bool:
-    """Whether ``text`` is an RFC 3339 date-time (what Kubernetes stores in timestamps)."""
-    if not _DATE_TIME.fullmatch(text):
-        return False
-    try:
-        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True

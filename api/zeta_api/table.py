@@ -26,16 +26,16 @@ from typing import ClassVar
 from zeta_api.balancing import Balancing
 from zeta_api.codec import dump, load
 from zeta_api.errors import TableError
-from zeta_api.schema import Rule, matches, prop, record
-from zeta_api.spec import (
-    API_VERSION,
+from zeta_api.models import (
     MODEL_NAME_MAX_LENGTH,
     MODEL_NAME_PATTERN,
     ClassifierSpec,
     Spillover,
     Strategy,
-    _thresholds_fit,
+    thresholds_fit,
 )
+from zeta_api.schema import Rule, matches, prop, record
+from zeta_api.spec import API_VERSION
 from zeta_api.traffic import Traffic
 
 __all__ = [
@@ -135,7 +135,7 @@ class VirtualModelEntry:
 
     # The spec's rule, checked again: a table may be written by hand.
     cel_rules: ClassVar[tuple[Rule, ...]] = (
-        Rule("", "thresholds must fit the candidates", _thresholds_fit, ".thresholds"),
+        Rule("", "thresholds must fit the candidates", thresholds_fit, ".thresholds"),
     )
 
 
@@ -163,9 +163,7 @@ def parse_routing_table(text: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES
         raise TableError(f"table is {len(raw)} bytes, over the limit of {max_bytes}")
     try:
         doc = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TableError(f"table is not valid JSON: {exc}") from exc
-    except _Refused as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, _Refused) as exc:
         raise TableError(f"table is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise TableError(f"table must be a JSON object, got {type(doc).__name__}")
@@ -245,8 +243,7 @@ def _check(table: RoutingTable) -> None:
     for name, model in table.models.items():
         where = f"models[{name}]"
         _check_name(name, where)
-        positive_endpoints = 0
-        serving = 0
+        positive_endpoints = serving = 0
         for i, ep in enumerate(model.endpoints):
             at = f"{where}.endpoints[{i}]"
             key = _parse_address(ep.address, f"{at}.address")

@@ -1,167 +1,148 @@
-"""Writing what the operator decided: the table's ConfigMap, and the router's status.
+"""The publish and report stages of a cycle, for one router.
 
-The kubernetes client is synchronous: its calls, one or two per router per interval,
-run in a worker thread (``asyncio.to_thread``), never on the event loop.
-
-The ConfigMap is owned by its ZetaRouter (a controller owner reference), so deleting
-the router lets the garbage collector delete the table. Its annotations carry the
-table's content hash (written only when it changes) and revision (monotonic across
-operator restarts and peering hand-overs, since a new leader reads it back first).
+:class:`Publication` builds the routing table (pure, :mod:`.tables`), writes its
+ConfigMap only when its content changed materially (the content hash, see
+:func:`zeta_api.content_hash`), with a revision that only grows, even across restarts
+and leader hand-overs (carried in the status); and patches the status only when it
+changed. The calls themselves are :mod:`.apiserver`'s.
 """
 
-import asyncio
+import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
 from zeta_api import (
-    API_VERSION,
-    GROUP,
-    KIND,
-    PLURAL,
-    TABLE_KEY,
-    VERSION,
+    CONDITION_READY,
+    ConditionStatus,
+    StatusError,
     TableError,
+    TableStatus,
+    ZetaRouterSpec,
+    ZetaRouterStatus,
     content_hash,
-    parse_routing_table,
+    dump_routing_table,
+    parse_status,
 )
+from zeta_operator.apiserver import ConfigMapConflict, Published, Publisher
+from zeta_operator.deciding import Outcome, Selection
+from zeta_operator.reporting import Verdict, build_status
+from zeta_operator.snapshots import PodLoad
+from zeta_operator.tables import build_table
+from zeta_operator.weighting import Weights
 
-__all__ = [
-    "ANNOTATION_HASH",
-    "ANNOTATION_PUBLISHER",
-    "ANNOTATION_REVISION",
-    "ConfigMapConflict",
-    "Published",
-    "Publisher",
-    "owner_reference",
-]
-
-ANNOTATION_HASH = "zeta.dev/content-hash"
-ANNOTATION_REVISION = "zeta.dev/revision"
-ANNOTATION_PUBLISHER = "zeta.dev/published-by"
-LABEL_ROUTER = "zeta.dev/router"
+__all__ = ["Publication", "now_text"]
 
 
-class ConfigMapConflict(Exception):
-    """The ConfigMap named in the spec is controlled by something else: never taken over."""
+def now_text() -> str:
+    """The time now, as status and table timestamps spell it."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """What the ConfigMap holds now."""
-
-    revision: int
-    content_hash: str
+def _ready(status: ConditionStatus, reason: str, message: str) -> Verdict:
+    return Verdict(CONDITION_READY, status, reason, message)
 
 
-def owner_reference(name: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+def _published(pods: int, revision: int) -> Verdict:
+    return _ready(ConditionStatus.TRUE, "TablePublished", f"{pods} pods in revision {revision}")
 
 
-class Publisher:
-    """ConfigMap and status writes for every router, over one API client."""
+class Publication:
+    """One router's table and status as published, and their writes."""
 
-    def __init__(self, api: k8s.ApiClient, *, identity: str) -> None:
-        self._core = k8s.CoreV1Api(api)
-        self._custom = k8s.CustomObjectsApi(api)
-        self._identity = identity
-
-    async def current(self, namespace: str, name: str, owner_uid: str) -> Published | None:
-        """The published table's revision and hash, or ``None`` if there is none yet."""
-        try:
-            cm = await asyncio.to_thread(self._core.read_namespaced_config_map, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        meta = cm.metadata or k8s.V1ObjectMeta()
-        for ref in meta.owner_references or ():
-            if ref.controller and ref.uid != owner_uid:
-                raise ConfigMapConflict(
-                    f"ConfigMap {namespace}/{name} is controlled by {ref.kind} {ref.name}"
-                )
-        annotations: Mapping[str, str] = meta.annotations or {}
-        try:
-            revision = int(annotations.get(ANNOTATION_REVISION, "0"))
-        except ValueError:
-            revision = 0
-        # The hash of what the ConfigMap holds, not what its annotation claims: someone
-        # else may have changed the data (then it no longer matches, and is rewritten).
-        stated = annotations.get(ANNOTATION_HASH, "")
-        try:
-            actual = content_hash(parse_routing_table((cm.data or {}).get(TABLE_KEY, "")))
-        except TableError:
-            actual = ""
-        return Published(revision, stated if stated == actual else "")
-
-    async def write(
-        self,
-        *,
-        namespace: str,
-        name: str,
-        router: str,
-        router_uid: str,
-        text: str,
-        published: Published,
+    def __init__(
+        self, publisher: Publisher, *, namespace: str, name: str, uid: str, precision: int
     ) -> None:
-        """Create or update the ConfigMap with this table."""
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {LABEL_ROUTER: router},
-                "annotations": {
-                    ANNOTATION_HASH: published.content_hash,
-                    ANNOTATION_REVISION: str(published.revision),
-                    ANNOTATION_PUBLISHER: self._identity,
-                },
-                "ownerReferences": [owner_reference(router, router_uid)],
-            },
-            "data": {TABLE_KEY: text},
-        }
-        try:
-            # The client sends a plain dict as it is; its stubs only know the model classes.
-            await asyncio.to_thread(
-                self._core.patch_namespaced_config_map,
-                name,
-                namespace,
-                body,
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            await asyncio.to_thread(
-                self._core.create_namespaced_config_map,
-                namespace,
-                body,  # type: ignore[arg-type]
-            )
+        self.publisher, self.precision = publisher, precision
+        self.namespace, self.name, self.uid = namespace, name, uid
+        self.published: Published | None = None
+        """What the ConfigMap holds, as last read or written; ``None``: read it again."""
+        self.config_map: str | None = None
+        self.revision_floor = 0
+        self.table_status: TableStatus | None = None
+        self.last_status: dict[str, Any] | None = None
 
-    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
-        """Merge-patch the status subresource; ``False`` if the router is gone."""
+    def reread(self) -> None:
+        """Read the ConfigMap again before the next write: someone else may have
+        changed or deleted it, or a write failed halfway."""
+        self.published = None
+
+    def restore(self, stored: object) -> None:
+        """Carry the revision over from the stored status (a restart, a new leader)."""
         try:
-            await asyncio.to_thread(
-                self._custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"status": dict(status)},
+            status = parse_status(stored or {})
+        except StatusError:
+            return
+        if status.routing_table is not None:
+            self.revision_floor = status.routing_table.revision
+            self.table_status = status.routing_table
+
+    async def table(
+        self,
+        spec: ZetaRouterSpec,
+        selection: Selection,
+        weights: Weights,
+        loads: Mapping[str, PodLoad],
+    ) -> Verdict:
+        """Read what the ConfigMap holds (once per interval, see :attr:`published`);
+        write the table if it changed materially."""
+        name = spec.routing_table.config_map_name
+        try:
+            if self.published is None or self.config_map != name:
+                self.config_map = name
+                self.published = await self.publisher.current(self.namespace, name, self.uid)
+        except ConfigMapConflict as exc:
+            return _ready(ConditionStatus.FALSE, "ConfigMapConflict", str(exc))
+        floor = max(self.revision_floor, self.published.revision if self.published else 0)
+        table = build_table(
+            router=f"{self.namespace}/{self.name}",
+            spec=spec,
+            selection=selection,
+            weights=weights,
+            loads=loads,
+            revision=floor + 1,
+            generated_at=now_text(),
+            precision=self.precision,
+        )
+        digest = content_hash(table)
+        pods = sum(len(p) for p in selection.values())
+        if self.published is not None and self.published.content_hash == digest:
+            return _ready(
+                ConditionStatus.TRUE, "TablePublished", f"{pods} pods in revision {floor}"
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        try:
+            text = dump_routing_table(table)
+        except TableError as exc:
+            return _ready(ConditionStatus.FALSE, "TableInvalid", str(exc))
+        published = Published(floor + 1, digest)
+        await self.publisher.write(
+            namespace=self.namespace,
+            name=name,
+            router=self.name,
+            router_uid=self.uid,
+            text=text,
+            published=published,
+        )
+        self.published, self.revision_floor = published, published.revision
+        self.table_status = TableStatus(revision=published.revision, updated_at=table.generated_at)
+        return _published(pods, published.revision)
+
+    async def status(self, stored: object, generation: int, outcome: Outcome) -> None:
+        """Patch the status with ``outcome``, unless that changes nothing."""
+        try:
+            previous = parse_status(stored or {})
+        except StatusError:
+            previous = ZetaRouterStatus()
+        status = build_status(
+            previous,
+            generation=generation,
+            now=now_text(),
+            verdicts=outcome.verdicts,
+            models=outcome.models,
+            table=self.table_status,
+            fallback=outcome.fallback,
+            traffic=outcome.traffic,
+        ).to_dict()
+        if status == self.last_status:
+            return
+        await self.publisher.patch_status(self.namespace, self.name, status)
+        self.last_status = status

@@ -8,13 +8,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from zeta_api import SIGNALS
+
 __all__ = ["PodLoad", "PodRecord"]
+
+_SIGNAL_FIELDS = tuple(info.field for info in SIGNALS.values())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PodLoad:
     """One pod's load as Prometheus reported it; ``None`` is unknown (missing, NaN,
-    Inf or stale), never a guess."""
+    Inf or stale), never a guess. One field per row of :data:`zeta_api.SIGNALS`, by
+    its ``field`` name (typed here, because the weighting reads each by name)."""
 
     running: float | None = None
     waiting: float | None = None
@@ -31,13 +36,10 @@ class PodLoad:
         return self.running is not None and self.waiting is not None
 
     def __post_init__(self) -> None:
-        for name in ("running", "waiting", "kv_cache", "ttft_p95", "error_rate"):
+        for name in _SIGNAL_FIELDS:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0 or None, got {value!r}")
-
-
-UNKNOWN = PodLoad()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,8 +41,8 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zeta_api import PolicySpec, ZetaRouterSpec
-from zeta_operator.snapshots import PodLoad, PodRecord
+from zeta_api import PolicySpec, SaturationSpec
+from zeta_operator.snapshots import PodLoad
 
 __all__ = [
     "ModelInput",
@@ -50,7 +50,6 @@ __all__ = [
     "WeightState",
     "Weights",
     "base_weights",
-    "model_inputs",
     "pressure",
     "reshape",
     "targets",
@@ -107,6 +106,10 @@ class Weights:
     state: WeightState
 
 
+Models = tuple[ModelInput, ...]
+"""A router's models, in the spec's order."""
+
+
 # --- per pod ------------------------------------------------------------------------
 
 
@@ -137,18 +140,15 @@ def targets(model: ModelInput, *, static: bool = False) -> dict[str, float]:
     return {p.name: out.get(p.name, neutral) for p in serving}
 
 
+def _full(load: PodLoad, limits: SaturationSpec) -> bool:
+    return (load.waiting is not None and load.waiting > limits.max_waiting) or (
+        load.kv_cache is not None and load.kv_cache > limits.max_kv_cache
+    )
+
+
 def _saturated(model: ModelInput, policy: PolicySpec) -> bool:
     serving = model.serving
-    if not serving:
-        return False
-    limits = policy.saturation
-
-    def full(load: PodLoad) -> bool:
-        return (load.waiting is not None and load.waiting > limits.max_waiting) or (
-            load.kv_cache is not None and load.kv_cache > limits.max_kv_cache
-        )
-
-    return all(full(p.load) for p in serving)
+    return bool(serving) and all(_full(p.load, policy.saturation) for p in serving)
 
 
 # --- distributions ------------------------------------------------------------------
@@ -194,8 +194,8 @@ def _floored(shares: Mapping[str, float], min_weight: float) -> dict[str, float]
 # --- whole router -------------------------------------------------------------------
 
 
-def _publish(
-    models: tuple[ModelInput, ...],
+def _assemble(
+    models: Models,
     pod_shares: Mapping[str, Mapping[str, float]],
     model_shares: Mapping[str, float],
     policy: PolicySpec,
@@ -223,48 +223,17 @@ def _headroom(model: ModelInput, pod_targets: Mapping[str, float], static: bool)
     return math.fsum(p.capacity * pod_targets[p.name] for p in model.serving)
 
 
-def update(
+def _step(
     previous: WeightState | None,
-    models: tuple[ModelInput, ...],
+    models: Models,
     policy: PolicySpec,
+    *,
+    smoothing: float,
+    max_step: float,
+    pins: bool,
 ) -> Weights:
-    """One interval's update from fresh loads: targets, EWMA, step limit, floor."""
-    static = policy.static
-    pod_shares: dict[str, dict[str, float]] = {}
-    headroom: dict[str, float] = {}
-    for model in models:
-        if not model.serving:
-            continue
-        pod_targets = targets(model, static=static)
-        capacity_weighted = {p.name: p.capacity * pod_targets[p.name] for p in model.serving}
-        pinned = static or model.static
-        pod_shares[model.name] = _blend(
-            None if pinned or previous is None else previous.pod_shares.get(model.name),
-            _normalised(capacity_weighted),
-            smoothing=policy.smoothing,
-            max_step=policy.max_step,
-        )
-        headroom[model.name] = _headroom(model, pod_targets, static)
-    model_shares = _blend(
-        None if previous is None else previous.model_shares,
-        _normalised(headroom),
-        smoothing=policy.smoothing,
-        max_step=policy.max_step,
-    )
-    return _publish(models, pod_shares, model_shares, policy)
-
-
-def reshape(
-    previous: WeightState | None,
-    models: tuple[ModelInput, ...],
-    policy: PolicySpec,
-) -> Weights:
-    """Pods came, went or changed readiness or drain, with no new load: keep every
-    surviving share, let newcomers in at their target, renormalise. No smoothing step,
-    so pod churn cannot speed weights past the step limit."""
-    if previous is None:
-        return update(None, models, policy)
-    no_smoothing = {"smoothing": 1.0, "max_step": 1.0}
+    """Targets, then shares moved towards them from ``previous`` (see module doc);
+    with ``pins``, a static model's shares are its targets whatever came before."""
     pod_shares: dict[str, dict[str, float]] = {}
     headroom: dict[str, float] = {}
     for model in models:
@@ -272,13 +241,35 @@ def reshape(
             continue
         pod_targets = targets(model, static=policy.static)
         fresh = _normalised({p.name: p.capacity * pod_targets[p.name] for p in model.serving})
-        pod_shares[model.name] = _blend(previous.pod_shares.get(model.name), fresh, **no_smoothing)
+        pinned = pins and (policy.static or model.static)
+        before = None if pinned or previous is None else previous.pod_shares.get(model.name)
+        pod_shares[model.name] = _blend(before, fresh, smoothing=smoothing, max_step=max_step)
         headroom[model.name] = _headroom(model, pod_targets, policy.static)
-    model_shares = _blend(previous.model_shares, _normalised(headroom), **no_smoothing)
-    return _publish(models, pod_shares, model_shares, policy)
+    model_shares = _blend(
+        None if previous is None else previous.model_shares,
+        _normalised(headroom),
+        smoothing=smoothing,
+        max_step=max_step,
+    )
+    return _assemble(models, pod_shares, model_shares, policy)
 
 
-def base_weights(models: tuple[ModelInput, ...], policy: PolicySpec) -> Weights:
+def update(previous: WeightState | None, models: Models, policy: PolicySpec) -> Weights:
+    """One interval's update from fresh loads: targets, EWMA, step limit, floor."""
+    smoothing, max_step = policy.smoothing, policy.max_step
+    return _step(previous, models, policy, smoothing=smoothing, max_step=max_step, pins=True)
+
+
+def reshape(previous: WeightState | None, models: Models, policy: PolicySpec) -> Weights:
+    """Pods came, went or changed readiness or drain, with no new load: keep every
+    surviving share, let newcomers in at their target, renormalise. No smoothing step,
+    so pod churn cannot speed weights past the step limit."""
+    if previous is None:
+        return update(None, models, policy)
+    return _step(previous, models, policy, smoothing=1.0, max_step=1.0, pins=False)
+
+
+def base_weights(models: Models, policy: PolicySpec) -> Weights:
     """The ladder's second rung: shares by capacity over ready pods, no load at all."""
     pod_shares = {
         m.name: _normalised({p.name: float(p.capacity) for p in m.serving})
@@ -288,29 +279,4 @@ def base_weights(models: tuple[ModelInput, ...], policy: PolicySpec) -> Weights:
     model_shares = _normalised(
         {m.name: float(sum(p.capacity for p in m.serving)) for m in models if m.serving}
     )
-    return _publish(models, pod_shares, model_shares, policy)
-
-
-def model_inputs(
-    spec: ZetaRouterSpec,
-    selection: Mapping[str, list[PodRecord]],
-    loads: Mapping[str, PodLoad],
-) -> tuple[ModelInput, ...]:
-    """The weighting's input for a router: its models, their selected pods and loads."""
-    return tuple(
-        ModelInput(
-            name=m.name,
-            base_weight=m.base_weight,
-            static=m.static,
-            pods=tuple(
-                PodInput(
-                    name=p.name,
-                    capacity=m.capacity,
-                    load=loads.get(p.name, PodLoad()),
-                    draining=p.draining,
-                )
-                for p in selection.get(m.name, [])
-            ),
-        )
-        for m in spec.models
-    )
+    return _assemble(models, pod_shares, model_shares, policy)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from zeta_api import (
     Balancing,
+    ClassifierSpec,
     Endpoint,
     RoutingTable,
     Spillover,
@@ -26,7 +27,6 @@ from zeta_api import (
     VirtualModelEntry,
     parse_routing_table,
 )
-from zeta_api.spec import ClassifierSpec
 from zeta_sidecar.complexity import default_thresholds
 from zeta_sidecar.picking import cumulative
 from zeta_sidecar.pods import ModelPods, Pod

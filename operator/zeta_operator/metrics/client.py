@@ -51,6 +51,7 @@ __all__ = [
     "PrometheusUnreachable",
     "QueryFailed",
     "Results",
+    "reuse",
 ]
 
 Results = dict[Signal, list[Mapping[str, Any]]]
@@ -187,3 +188,15 @@ class PrometheusSource:
         """Stop taking queries; threads still hung finish (or fail) on their own."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+def reuse(
+    source: PrometheusSource | None, url: str, timeout: float, *, max_queries: int
+) -> PrometheusSource:
+    """``source`` if it still asks ``url`` with ``timeout``; else a new source, and the
+    old one closed (its session and threads are let go)."""
+    if source is not None and (source.url, source.timeout) == (url, timeout):
+        return source
+    if source is not None:
+        source.close()
+    return PrometheusSource(url, timeout=timeout, max_queries=max_queries)

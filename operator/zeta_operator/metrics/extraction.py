@@ -11,18 +11,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from zeta_api import Signal
+from zeta_api import SIGNALS, Signal
 from zeta_operator.snapshots import PodLoad
 
 __all__ = ["extract", "samples_by_pod"]
-
-_FIELDS = {
-    Signal.RUNNING: "running",
-    Signal.WAITING: "waiting",
-    Signal.KV_CACHE: "kv_cache",
-    Signal.TTFT_P95: "ttft_p95",
-    Signal.ERROR_RATE: "error_rate",
-}
 
 
 def _value(sample: Mapping[str, Any], *, now: float, max_age: float) -> float | None:
@@ -68,17 +60,17 @@ def extract(
     max_age: float,
 ) -> dict[str, PodLoad]:
     """The load of every named pod; pods absent from the answers are wholly unknown."""
-    per_signal = {
-        signal: samples_by_pod(result, now=now, max_age=max_age)
+    per_signal = [
+        (SIGNALS[signal], samples_by_pod(result, now=now, max_age=max_age))
         for signal, result in results.items()
-    }
+    ]
     loads: dict[str, PodLoad] = {}
     for pod in pod_names:
         fields: dict[str, float | None] = {}
-        for signal, values in per_signal.items():
+        for info, values in per_signal:
             value = values.get(pod)
-            if signal is Signal.KV_CACHE and value is not None:
-                value = min(value, 1.0)  # a ratio: an engine's rounding above 1 is full
-            fields[_FIELDS[signal]] = value
+            if info.ceiling is not None and value is not None:
+                value = min(value, info.ceiling)
+            fields[info.field] = value
         loads[pod] = PodLoad(**fields)
     return loads

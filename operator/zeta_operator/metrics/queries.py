@@ -1,6 +1,8 @@
-"""PromQL per engine, as data: one query per signal, for all pods of a router at once.
+"""What to ask Prometheus: one query per signal, for all pods of a router at once. Pure.
 
-Every query must return one sample per pod, labelled ``pod`` (Prometheus' pod
+The default PromQL per engine is data in :data:`zeta_api.SIGNALS` (the contract says
+what ``prometheus.engine`` means); here it is merged with the spec's overrides and
+rendered. Every query must return one sample per pod, labelled ``pod`` (Prometheus' pod
 discovery relabels ``__meta_kubernetes_pod_name`` to it, as the common scrape
 configurations do). Two placeholders are filled in before a query is sent:
 ``{{namespace}}`` (the router's namespace) and ``{{pods}}`` (an anchored regex
@@ -15,50 +17,19 @@ counter) is simply not read: the weighting treats it as unknown, i.e. neutral.
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from zeta_api import Engine, QueryOverrides, Signal
+from zeta_api import SIGNALS, Engine, QueryOverrides, Signal
 
 __all__ = ["DEFAULT_QUERIES", "QueryPlan", "plan", "pods_regex", "render"]
 
-_SEL = '{namespace="{{namespace}}",pod=~"{{pods}}"}'
-
-
-def _gauge(*names: str) -> str:
-    # `or` over alternative names: vLLM V1 renamed the KV gauge; a fleet mid-upgrade
-    # exports both spellings from different pods, and each pod must still count once.
-    series = " or ".join(f"{name}{_SEL}" for name in names)
-    return f"max by (pod) ({series})"
-
-
-def _p95(histogram: str) -> str:
-    return (
-        "histogram_quantile(0.95, sum by (pod, le) "
-        f"(rate({histogram}_bucket{_SEL}[{{{{window}}}}])))"
-    )
-
-
 DEFAULT_QUERIES: Mapping[Engine, Mapping[Signal, str]] = MappingProxyType(
     {
-        Engine.VLLM: MappingProxyType(
-            {
-                Signal.RUNNING: _gauge("vllm:num_requests_running"),
-                Signal.WAITING: _gauge("vllm:num_requests_waiting"),
-                Signal.KV_CACHE: _gauge("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
-                Signal.TTFT_P95: _p95("vllm:time_to_first_token_seconds"),
-                # vLLM (and llm-d-inference-sim) export no failure counter: errors are
-                # only readable through an override, e.g. from a gateway's metrics.
-            }
-        ),
-        Engine.SGLANG: MappingProxyType(
-            {
-                Signal.RUNNING: _gauge("sglang:num_running_reqs"),
-                Signal.WAITING: _gauge("sglang:num_queue_reqs"),
-                Signal.KV_CACHE: _gauge("sglang:token_usage"),
-                Signal.TTFT_P95: _p95("sglang:time_to_first_token_seconds"),
-            }
-        ),
+        engine: MappingProxyType(
+            {s: info.queries[engine] for s, info in SIGNALS.items() if engine in info.queries}
+        )
+        for engine in Engine
     }
 )
-"""The engines' own metric names, as their servers export them."""
+"""Per engine, the default query of every signal it exports (from :data:`zeta_api.SIGNALS`)."""
 
 
 QueryPlan = Mapping[Signal, str]

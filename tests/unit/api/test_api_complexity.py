@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from zeta_api import SpecError, TableError, dump_routing_table, parse_routing_table, parse_spec
+from zeta_api.codec import dump
 
 Doc = dict[str, Any]
 
@@ -25,10 +26,10 @@ def test_thresholds_and_classifier_are_read_and_written_back(spec_doc: Doc) -> N
     assert auto.classifier is not None
     assert auto.classifier.url == "http://cls.zeta:8080/classify"
     assert auto.classifier.timeout == 0.05
-    written = spec.to_dict()["virtualModels"][0]  # type: ignore[index]
+    written = dump(spec)["virtualModels"][0]  # type: ignore[index]
     assert written["thresholds"] == [0.2, 0.75]
     assert written["classifier"] == {"url": "http://cls.zeta:8080/classify", "timeout": "50ms"}
-    assert parse_spec(spec.to_dict()) == spec
+    assert parse_spec(dump(spec)) == spec
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from zeta_api import (
     ZetaRouterSpec,
     parse_spec,
 )
+from zeta_api.codec import dump
 
 pytestmark = pytest.mark.unit
 
@@ -110,8 +111,8 @@ class TestDefaults:
         every = QueryOverrides(**dict.fromkeys(QueryOverrides.__dataclass_fields__, "q"))
         assert set(every.as_map()) == set(Signal)
 
-    def test_from_dict_and_lookup(self, spec_doc: Doc) -> None:
-        spec = ZetaRouterSpec.from_dict(spec_doc)
+    def test_parse_and_lookup(self, spec_doc: Doc) -> None:
+        spec = parse_spec(spec_doc)
         assert spec.model("qwen-14b") is spec.models[2]
         assert spec.model("nope") is None
 
@@ -122,9 +123,9 @@ class TestDefaults:
 
 
 class TestRoundTrip:
-    def test_to_dict_spells_out_defaults_and_parses_back(self, spec_doc: Doc) -> None:
+    def test_dump_spells_out_defaults_and_parses_back(self, spec_doc: Doc) -> None:
         spec = parse_spec(spec_doc)
-        wire = spec.to_dict()
+        wire = dump(spec)
         assert wire["policy"]["interval"] == "10s"  # type: ignore[index]
         assert wire["models"][1]["servedModelName"] == "qwen-7b"  # type: ignore[index]
         assert parse_spec(wire) == spec
@@ -132,7 +133,7 @@ class TestRoundTrip:
     @given(st.data())
     def test_any_valid_spec_round_trips(self, data: st.DataObject) -> None:
         spec = data.draw(specs())
-        assert parse_spec(spec.to_dict()) == spec
+        assert parse_spec(dump(spec)) == spec
 
 
 _NAME = st.from_regex(r"\A[a-z][a-z0-9-]{0,10}[a-z0-9]\Z")
