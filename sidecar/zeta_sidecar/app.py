@@ -6,8 +6,9 @@ proxy's CPU per request went to them). Its runner, :class:`TrafficRunner`, carri
 gateway's lifetime: the upstream connection pool, the table source and the prober start
 before it serves and stop after it; it cancels handlers of clients that disconnect. The
 admin port is :mod:`~zeta_sidecar.admin`'s. Serve both with :func:`runners`: each port's
-connections pass a gate of their own (:mod:`zeta_sidecar.connections`: caps, head and body
-timeouts), so a flood of slow clients on the traffic port leaves the admin port answering.
+connections pass a gate of their own (caps: :mod:`~zeta_sidecar.connections`; head and
+body timeouts: :mod:`~zeta_sidecar.guarded_server`), so a flood of slow clients on the
+traffic port leaves the admin port answering.
 """
 
 import asyncio

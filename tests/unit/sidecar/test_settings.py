@@ -1,6 +1,7 @@
 """The sidecar's settings and command line for client connections: caps and timeouts
 (issue 7), their defaults, the refusals of values that cannot work, and the pure parts of
-:mod:`zeta_sidecar.connections` (the default cap, the throttled refusal log)."""
+:mod:`zeta_sidecar.fd_limits` (the default cap) and :mod:`zeta_sidecar.connections` (the
+throttled refusal log)."""
 
 import logging
 from pathlib import Path
