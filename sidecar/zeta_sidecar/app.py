@@ -1,20 +1,20 @@
-"""Wiring: the traffic server and the admin application around one :class:`Gateway`.
+"""Wiring: the traffic server around one :class:`Gateway`, and both ports' runners.
 
 The traffic port is served by aiohttp's low-level server: four routes, dispatched by
 :func:`traffic_handler` without an ``Application`` and its router (about a third of the
 proxy's CPU per request went to them). Its runner, :class:`TrafficRunner`, carries the
 gateway's lifetime: the upstream connection pool, the table source and the prober start
 before it serves and stop after it; it cancels handlers of clients that disconnect. The
-admin application only reads the gateway. Serve both with :func:`runners`: each port's
-connections pass a gate of their own (:mod:`zeta_sidecar.connections`: caps, head and body
-timeouts), so a flood of slow clients on the traffic port leaves the admin port answering.
+admin port is :mod:`~zeta_sidecar.admin`'s. Serve both with :func:`runners`: each port's
+connections pass a gate of their own (caps: :mod:`~zeta_sidecar.connections`; head and
+body timeouts: :mod:`~zeta_sidecar.guarded_server`), so a flood of slow clients on the
+traffic port leaves the admin port answering.
 """
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -23,22 +23,20 @@ from aiohttp.http import HttpVersion11
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zeta_sidecar import sources
-from zeta_sidecar.connections import (
-    ADMIN_MAX_CONNECTIONS,
-    Gate,
-    GuardedServer,
-    Limits,
-    default_max_connections,
-)
+from zeta_sidecar.admin import AdminRunner
+from zeta_sidecar.configmap_source import watch_configmap
+from zeta_sidecar.connections import Gate, Limits
 from zeta_sidecar.errors import BodyTooLarge, ExpectationFailed, MethodNotAllowed, UnknownRoute
-from zeta_sidecar.gateway import GATEWAY, Gateway
+from zeta_sidecar.fd_limits import default_max_connections
+from zeta_sidecar.file_source import watch_file
+from zeta_sidecar.gateway import Gateway
+from zeta_sidecar.guarded_server import GuardedServer
+from zeta_sidecar.kube_credentials import load_connection
 from zeta_sidecar.proxy import completions, models
 from zeta_sidecar.upstream import Connections
 
-__all__ = ["AdminRunner", "TrafficRunner", "admin_app", "runners", "traffic_handler"]
+__all__ = ["TrafficRunner", "runners", "traffic_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +134,9 @@ class TrafficRunner(web.BaseRunner):
         gateway = self.gateway
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(_client_session(gateway))
-            await stack.enter_async_context(_table_source(gateway))
-            await stack.enter_async_context(_prober(gateway))
+            source = await _table_source(gateway)
+            await stack.enter_async_context(_running(source, "zeta-table-source"))
+            await stack.enter_async_context(_running(gateway.probe_ejected(), "zeta-prober"))
             self._resources = stack.pop_all()
         limit = gateway.settings.max_body_bytes
 
@@ -186,37 +185,6 @@ class TrafficRunner(web.BaseRunner):
             await resources.aclose()
 
 
-class AdminRunner(web.AppRunner):
-    """Serves :func:`admin_app` behind a gate of its own (:data:`ADMIN_MAX_CONNECTIONS`)."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        super().__init__(admin_app(gateway), access_log=None, shutdown_timeout=1.0)
-        self.gateway = gateway
-        self._gate: Gate | None = None
-
-    async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()  # starts the app; its handler is reused below
-        settings = self.gateway.settings
-        limits = Limits(
-            max_connections=ADMIN_MAX_CONNECTIONS,
-            head_timeout=settings.head_timeout,
-            body_timeout=settings.body_timeout,
-        )
-        self._gate = gate = Gate("admin", limits, self.gateway.metrics)
-        return GuardedServer(
-            plain.request_handler,
-            gate,
-            request_factory=plain.request_factory,
-            access_log=None,
-            keepalive_timeout=settings.idle_timeout,
-        )
-
-    async def _cleanup_server(self) -> None:
-        if self._gate is not None:
-            self._gate.close()
-        await super()._cleanup_server()
-
-
 @contextlib.asynccontextmanager
 async def _client_session(gateway: Gateway) -> AsyncIterator[None]:
     gateway.upstream = Connections(asyncio.get_running_loop())
@@ -234,74 +202,28 @@ async def _client_session(gateway: Gateway) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def _table_source(gateway: Gateway) -> AsyncIterator[None]:
+async def _running(coro: Coroutine[None, None, None], name: str) -> AsyncIterator[None]:
+    """``coro`` as a task for as long as the context lasts; cancelled and awaited after."""
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _table_source(gateway: Gateway) -> Coroutine[None, None, None]:
+    """The watcher the settings name, ready to run (credentials loaded for a ConfigMap)."""
     settings = gateway.settings
     if settings.table_file is not None:
-        coro = sources.watch_file(
+        return watch_file(
             settings.table_file, gateway.load_table, interval=settings.file_poll_interval
         )
-    else:
-        assert settings.configmap is not None  # Settings checks exactly one is set
-        connection = await sources.load_connection(settings.kubeconfig)
-        coro = sources.watch_configmap(
-            connection, settings.configmap, gateway.load_table, retry=settings.watch_retry
-        )
-    task = asyncio.create_task(coro, name="zeta-table-source")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-@contextlib.asynccontextmanager
-async def _prober(gateway: Gateway) -> AsyncIterator[None]:
-    task = asyncio.create_task(gateway.probe_ejected(), name="zeta-prober")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def admin_app(gateway: Gateway) -> web.Application:
-    """``/metrics``, ``/healthz``, ``/readyz`` and ``/table`` on ``--admin-port``."""
-    app = web.Application()
-    app[GATEWAY] = gateway
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/table", _table)
-    return app
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[GATEWAY].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    if gateway.draining:
-        return web.Response(status=503, text="draining")
-    if gateway.store.current is None:
-        return web.Response(status=503, text="no routing table loaded yet")
-    return web.Response(text="ok")
-
-
-async def _table(request: web.Request) -> web.Response:
-    snapshot = request.app[GATEWAY].store.current
-    if snapshot is None:
-        return web.json_response({"error": "no routing table loaded yet"}, status=503)
-    head = json.dumps({"revision": snapshot.revision})[:-1].encode()
-    return web.Response(
-        body=head + b',"table":' + snapshot.raw + b"}", content_type="application/json"
+    assert settings.configmap is not None  # Settings checks exactly one is set
+    connection = await load_connection(settings.kubeconfig)
+    return watch_configmap(
+        connection, settings.configmap, gateway.load_table, retry=settings.watch_retry
     )
 
 

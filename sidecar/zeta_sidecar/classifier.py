@@ -42,7 +42,7 @@ from typing import Final
 import aiohttp
 
 from zeta_sidecar.complexity import tier_index
-from zeta_sidecar.tables import VirtualModel
+from zeta_sidecar.table_store import VirtualModel
 
 __all__ = ["MAX_TEXT", "Classifier", "FallbackReason", "request_text"]
 
@@ -125,7 +125,7 @@ class Classifier:
         payload = {
             "text": request_text(body),
             "model": virtual.name,
-            "candidates": [pool.name for pool in virtual.candidates],
+            "candidates": [model.name for model in virtual.candidates],
         }
         reason: FallbackReason | None = None
         answer: object = None

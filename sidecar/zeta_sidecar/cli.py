@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from zeta_sidecar.app import runners
-from zeta_sidecar.connections import raise_fd_limit
+from zeta_sidecar.fd_limits import raise_fd_limit
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.settings import DEFAULT_MAX_BODY_BYTES, ConfigMapRef, Settings
 

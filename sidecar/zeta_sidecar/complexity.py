@@ -20,11 +20,13 @@ shipped as the constants of :mod:`zeta_sidecar.complexity_model`:
   its depth, a system prompt, the line count, the clause count (commas, semicolons and
   "and": how many demands a request makes), ``max_tokens`` if given (and whether it is).
 
-The first estimator's cue families (code, math, reasoning phrases) are still reported by
-:func:`estimate`, not weighed: the words carry them. Nothing learns or calls out at run
-time: :func:`score`, the hot path, is a split, a set intersection and a few additions
-(figures in ``bench/results/complexity.md``). :func:`explain` names the terms that weighed
-most, for the debug header and logs.
+Nothing learns or calls out at run time: :func:`score`, the hot path, is a split, a set
+intersection and a few additions (figures in ``bench/results/complexity.md``).
+:func:`explain` names the terms that weighed most, for the debug header and logs. The
+first estimator's cue families (:data:`_CUES`: code, math and reasoning phrases, found in
+the same head and tail of the last message) are weighed by nothing now, and shown by
+nothing the sidecar answers: only :func:`estimate` returns them, for tests and for
+people reading a request's estimate; the words carry them.
 """
 
 import math

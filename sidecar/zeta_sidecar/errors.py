@@ -50,20 +50,31 @@ class ApiError(Exception):
     kind: ClassVar[str] = "server_error"
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self._headers = headers
 
     def headers(self) -> dict[str, str]:
         """Extra response headers."""
-        return {}
+        return self._headers or {}
+
+    def body(self) -> bytes:
+        """The JSON body of the answer."""
+        return error_body(self.message, kind=self.kind, code=self.code, param=self.param)
 
     def response(self) -> web.Response:
         """The HTTP answer."""
         return web.Response(
             status=self.status,
-            body=error_body(self.message, kind=self.kind, code=self.code, param=self.param),
+            body=self.body(),
             content_type="application/json",
             headers=self.headers(),
         )
@@ -85,11 +96,7 @@ class MethodNotAllowed(ApiError):
     status, kind, code = 405, "invalid_request_error", "method_not_allowed"
 
     def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.allow = allow
-
-    def headers(self) -> dict[str, str]:
-        return {"Allow": ",".join(self.allow)}
+        super().__init__(message, headers={"Allow": ",".join(allow)})
 
 
 class RequestTimeout(ApiError):
@@ -108,11 +115,7 @@ class NoCapacity(ApiError):
     status, kind, code = 429, "rate_limit_error", "no_capacity"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 class RateLimited(ApiError):
@@ -122,23 +125,16 @@ class RateLimited(ApiError):
 
     def __init__(self, refusal: "Refusal") -> None:
         what = "requests per second" if refusal.kind == "requests" else "tokens per minute"
+        retry = max(1, math.ceil(refusal.retry_after))
         super().__init__(
-            f"Rate limit reached for {what}. Please try again in {refusal.retry_after:.3g}s."
+            f"Rate limit reached for {what}. Please try again in {refusal.retry_after:.3g}s.",
+            headers={"Retry-After": str(retry), **refusal.headers},
         )
         self.refusal = refusal
 
-    def headers(self) -> dict[str, str]:
-        retry = max(1, math.ceil(self.refusal.retry_after))
-        return {"Retry-After": str(retry), **self.refusal.headers}
-
-    def response(self) -> web.Response:
+    def body(self) -> bytes:
         # The error's type names the limit hit (requests or tokens), as OpenAI's does.
-        return web.Response(
-            status=self.status,
-            body=error_body(self.message, kind=self.refusal.kind, code=self.code),
-            content_type="application/json",
-            headers=self.headers(),
-        )
+        return error_body(self.message, kind=self.refusal.kind, code=self.code)
 
 
 class NoHealthyPod(ApiError):

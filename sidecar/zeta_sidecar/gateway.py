@@ -16,15 +16,16 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from zeta_api import Traffic
+from zeta_api import Retry, Traffic
 from zeta_sidecar.admission import Admission
 from zeta_sidecar.classifier import Classifier
 from zeta_sidecar.metrics import Metrics
 from zeta_sidecar.picking import default_draw
+from zeta_sidecar.pods import Pod
 from zeta_sidecar.resilience import RetryBudget, may_eject
 from zeta_sidecar.routing import Router
 from zeta_sidecar.settings import Settings
-from zeta_sidecar.tables import Pod, Snapshot, TableStore
+from zeta_sidecar.table_store import Snapshot, TableStore
 from zeta_sidecar.traffic import TrafficPolicy
 from zeta_sidecar.upstream import Connections
 
@@ -53,7 +54,8 @@ class Gateway:
         self.metrics.watch_queues(self.admission.queued)
         self.classifier = Classifier(self.metrics.classifier_fallback)
         """External tier classifiers of virtual models (a session of its own, opened lazily)."""
-        self.budget = RetryBudget(budget=0.2, min_per_second=10.0)
+        retry = Retry()  # the table's defaults, until a table says otherwise
+        self.budget = RetryBudget(budget=retry.budget, min_per_second=retry.min_per_second)
         self.draining = False
         self.large_bodies = asyncio.Semaphore(1)
         """Held while a large request body is parsed: one at a time (see proxy.py)."""
@@ -105,10 +107,10 @@ class Gateway:
     def upstream(self, connections: Connections | None) -> None:
         self._upstream = connections
 
-    def _has_room(self, model: str) -> bool:
+    def _has_room(self, name: str) -> bool:
         snapshot = self.store.current
-        pool = snapshot.pools.get(model) if snapshot is not None else None
-        return pool is not None and self.router.has_room(pool)
+        model = snapshot.models.get(name) if snapshot is not None else None
+        return model is not None and self.router.has_room(model)
 
     def succeeded(self, pod: Pod) -> None:
         """An upstream try got an answer below 500."""
@@ -120,8 +122,8 @@ class Gateway:
         snapshot = self.store.current
         if snapshot is None:
             return
-        pool = snapshot.pools.get(pod.model)
-        members = pool.pods if pool is not None else []
+        model = snapshot.models.get(pod.model)
+        members = model.pods if model is not None else []
         outlier = snapshot.balancing.outlier
         allowed = pod in members and may_eject((p.health for p in members), outlier)
         if pod.health.failure(outlier, self.clock(), may_eject=allowed):

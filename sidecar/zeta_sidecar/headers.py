@@ -1,9 +1,12 @@
 """Which headers cross the proxy: hop-by-hop ones never do (RFC 9110 section 7.6.1).
 
-Pure functions over header multidicts. ``Host`` is not forwarded either: the upstream
-address comes only from the routing table, and :func:`request_head` writes ``Host`` for
-it. Body framing (``Content-Length``, ``Transfer-Encoding``) is set again by whoever
-writes the body, so both are dropped too, and so is ``Expect`` (answered here).
+Pure functions over header multidicts. The client's ``Host`` is not forwarded either:
+the pod's address comes only from the routing table, and :func:`request_head` writes
+``Host`` (and ``Content-Length``) for it. Body framing (``Content-Length``,
+``Transfer-Encoding``) is set again by whoever writes the body, :func:`request_head`
+towards the pod and aiohttp's response towards the client, so both are dropped, and so
+is ``Expect`` (the sidecar answers it). A pod's ``Server`` and ``Date`` stay behind:
+aiohttp writes its own.
 """
 
 from collections.abc import Iterable, Mapping

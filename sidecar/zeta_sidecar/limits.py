@@ -6,20 +6,24 @@ talking to each other; clients spread over replicas by a Service see the declare
 limit within the imbalance of that spread.
 
 Tokens are estimated before a request is sent (its body's bytes over 4, plus the
-``max_tokens`` it asks for) and corrected when the pod reports the usage: the bucket
-may go into debt, so a tenant that under-declares pays on its next requests.
+``max_tokens`` it asks for) and corrected when the pod reports the usage
+(:class:`Usage`): the bucket may go into debt, so a tenant that under-declares pays on
+its next requests.
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 from zeta_api import Tenant
 
-__all__ = ["BYTES_PER_TOKEN", "Refusal", "TenantLimits", "TokenBucket"]
+__all__ = ["BYTES_PER_TOKEN", "Refusal", "TenantLimits", "TokenBucket", "Usage"]
 
 BYTES_PER_TOKEN = 4
 """A prompt's tokens, estimated from its body: about 4 bytes a token for English text
 with most tokenizers, and JSON overhead makes it err on the side of counting more."""
+
+_TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,12})')
 
 
 class TokenBucket:
@@ -135,3 +139,31 @@ class TenantLimits:
                 out[f"x-ratelimit-remaining-{kind}"] = str(bucket.remaining(now))
                 out[f"x-ratelimit-reset-{kind}"] = _seconds(bucket.reset_in(now))
         return out
+
+
+class Usage:
+    """A token estimate taken from a tenant's bucket, settled by the usage the pod reports.
+
+    The pod's ``"total_tokens": N`` is found by a byte search, the last one winning
+    (OpenAI puts usage at the end of an answer and in a stream's last event); inside a
+    JSON string the quotes would be escaped, so content cannot fake it.
+    """
+
+    __slots__ = ("estimate", "limits", "used")
+
+    def __init__(self, limits: TenantLimits, estimate: int) -> None:
+        self.limits = limits
+        self.estimate = estimate
+        self.used: int | None = None
+
+    def seen(self, data: bytes) -> None:
+        """Look for the usage in a piece of the answer."""
+        if b'"total_tokens"' in data:
+            found = _TOTAL_TOKENS.findall(data)
+            if found:
+                self.used = int(found[-1])
+
+    def settle(self, now: float) -> None:
+        """The answer is over: correct the bucket by the usage reported, if any."""
+        if self.used is not None:
+            self.limits.settle(self.estimate, self.used, now)

@@ -3,19 +3,29 @@
 Per-request updates go through cached label children (a dict look-up, not
 prometheus_client's label validation each time). Per-pod gauges (in flight, ejected)
 are read from the table store at scrape time, so the hot path never touches them.
+
+Label values come from the routing table (models, pods, classes, tenants) or bounded
+sets (status codes, outcomes, reasons); a request for a model not in the table is
+labelled ``unknown``, a client of no declared tenant ``other``. So the series grow only
+with what tables name: a pod that leaves the table takes its series with it
+(:meth:`Metrics.forget`); models, classes and tenants that later tables drop keep
+theirs.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from zeta_sidecar.tables import Pod
+from zeta_sidecar.pods import Pod
 
 __all__ = ["Metrics"]
+
+_Key = TypeVar("_Key", bound=Hashable)
 
 # Seconds: from a cached answer (ms) to a long generation (minutes).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -72,6 +82,18 @@ class _QueueCollector(Collector):
         for model, count in self._queued().items():
             family.add_metric([model], count)
         yield family
+
+
+_MAX_CACHED = 10_000
+"""Label children cached per metric: past it the cache starts again (the series stay)."""
+
+
+def _cache(cache: dict[_Key, Counter], key: _Key, metric: Counter, *labels: str) -> Counter:
+    """The child of ``metric`` for ``labels``, cached under ``key`` (a cache miss only)."""
+    if len(cache) > _MAX_CACHED:  # a bound on the cache, whatever the tables did over time
+        cache.clear()
+    child = cache[key] = metric.labels(*labels)
+    return child
 
 
 class Metrics:
@@ -179,10 +201,9 @@ class Metrics:
         key = (model, chosen, pod, code)
         child = self._request_children.get(key)
         if child is None:
-            if len(self._request_children) > 10_000:  # unknown models must not grow it forever
-                self._request_children.clear()
-            child = self.requests.labels(model, chosen, pod, str(code))
-            self._request_children[key] = child
+            child = _cache(
+                self._request_children, key, self.requests, model, chosen, pod, str(code)
+            )
         child.inc()
 
     def forget(self, pods: Iterable[Pod]) -> None:
@@ -208,10 +229,7 @@ class Metrics:
         key = (model, cls, tenant, outcome)
         child = self._admission_children.get(key)
         if child is None:
-            if len(self._admission_children) > 10_000:  # as for requests: bounded
-                self._admission_children.clear()
-            child = self.admissions.labels(model, cls, tenant, outcome)
-            self._admission_children[key] = child
+            child = _cache(self._admission_children, key, self.admissions, *key)
         child.inc()
 
     def classifier_fallback(self, model: str, reason: str) -> None:

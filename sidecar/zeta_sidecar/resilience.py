@@ -1,4 +1,4 @@
-"""Retry budget, outlier ejection and warm-up: pure bookkeeping, the time passed in.
+"""Retry budget and outlier ejection: pure bookkeeping, the time passed in.
 
 - :class:`RetryBudget`: retries may add at most ``budget`` (about 20%) of the requests
   of the last ten seconds, plus ``min_per_second`` so a quiet gateway can still retry
@@ -9,8 +9,8 @@
   (:func:`may_eject`): a fault that hits every pod must not empty the model. When the
   ejection time is over the pod is *probing*: the prober checks it before it gets
   traffic again, and the first real failure after that ejects it again, for longer.
-- :func:`warmup_factor`: a pod that joined the table ramps from 10% to its full weight
-  over the warm-up period (cold caches, lazy compilation).
+
+What a pod's health and age make of its weight is :mod:`~zeta_sidecar.pods`' job.
 """
 
 import enum
@@ -20,13 +20,10 @@ from dataclasses import dataclass, field
 
 from zeta_api import Outlier
 
-__all__ = ["Health", "HealthState", "RetryBudget", "may_eject", "warmup_factor"]
+__all__ = ["Health", "HealthState", "RetryBudget", "may_eject"]
 
 _WINDOW = 10
 """Seconds of history the retry budget weighs, in one-second buckets."""
-
-_WARMUP_FLOOR = 0.1
-"""A new pod's share at first: enough to be measured, too little to be swamped."""
 
 
 @dataclass(slots=True)
@@ -143,10 +140,3 @@ def may_eject(states: Iterable[Health], outlier: Outlier) -> bool:
     states = list(states)
     out = sum(1 for h in states if not h.serving)
     return out + 1 <= math.floor(outlier.max_ejected_fraction * len(states))
-
-
-def warmup_factor(age: float, warmup: float) -> float:
-    """Share of its weight a pod gets ``age`` seconds after joining: 0.1 rising to 1."""
-    if warmup <= 0 or age >= warmup:
-        return 1.0
-    return _WARMUP_FLOOR + (1.0 - _WARMUP_FLOOR) * max(0.0, age) / warmup

@@ -26,11 +26,12 @@ place soon, and a critical request never waits at a pod behind a sheddable one.
 
 from collections.abc import Mapping, Sequence
 
-from zeta_api import Picker, Spillover, Strategy, Traffic
+from zeta_api import Balancing, Picker, Spillover, Strategy, Traffic
 from zeta_sidecar.complexity import score, tier_index
 from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
-from zeta_sidecar.picking import Draw, draw, smooth_wrr, weighted_p2c, weighted_random
-from zeta_sidecar.tables import Pod, Pool, Snapshot, VirtualModel
+from zeta_sidecar.picking import Draw, cumulative, draw, smooth_wrr, weighted_p2c, weighted_random
+from zeta_sidecar.pods import ModelPods, Pod
+from zeta_sidecar.table_store import Snapshot, VirtualModel
 
 __all__ = ["Router", "spill_order"]
 
@@ -84,28 +85,28 @@ class Router:
         room = self.headroom if headroom is None else headroom
         return load >= pod.capacity * (1.0 + room)
 
-    def has_room(self, pool: Pool, headroom: float | None = None) -> bool:
-        """Some serving pod of the pool is below the saturation threshold."""
-        return any(p.health.serving and not self.pod_saturated(p, headroom) for p in pool.pods)
+    def has_room(self, model: ModelPods, headroom: float | None = None) -> bool:
+        """Some serving pod of the model is below the saturation threshold."""
+        return any(p.health.serving and not self.pod_saturated(p, headroom) for p in model.pods)
 
-    def has_room_for_sheddable(self, pool: Pool) -> bool:
+    def has_room_for_sheddable(self, model: ModelPods) -> bool:
         """Some serving pod's batch has a place outside the reserve of waiting classes."""
-        return self.has_room(pool, headroom=-self.sheddable_reserve)
+        return self.has_room(model, headroom=-self.sheddable_reserve)
 
-    def saturated(self, pool: Pool) -> bool:
+    def saturated(self, model: ModelPods) -> bool:
         """The operator says so, or every serving pod's load says so."""
-        if pool.saturated:
+        if model.saturated:
             return True
-        if not pool.reported:
+        if not model.reported:
             return False  # no pod's load is known: local counts alone never saturate
-        live = [p for p in pool.pods if p.health.serving]
+        live = [p for p in model.pods if p.health.serving]
         return bool(live) and all(self.pod_saturated(p) for p in live)
 
     @staticmethod
-    def available(pool: Pool) -> bool:
-        """Some pod of the pool may take a request."""
+    def available(model: ModelPods) -> bool:
+        """Some pod of the model may take a request."""
         # A plain loop, not any() over a generator: this runs for every request.
-        for p in pool.pods:  # noqa: SIM110
+        for p in model.pods:  # noqa: SIM110
             if p.health.serving:
                 return True
         return False
@@ -116,16 +117,16 @@ class Router:
         name: object,
         body: Mapping[str, object],
         tier: int | None = None,
-    ) -> tuple[Pool, bool]:
+    ) -> tuple[ModelPods, bool]:
         """The model a request goes to, and whether every choice it had is saturated;
         raises the matching :class:`ApiError` when there is none."""
         if not isinstance(name, str) or not name:
             raise ModelNotFound("Request has no 'model'.", param="model")
-        pool = snapshot.pools.get(name)
-        if pool is not None:
-            if not self.available(pool):
+        model = snapshot.models.get(name)
+        if model is not None:
+            if not self.available(model):
                 raise NoHealthyPod(f"Model {name!r} has no healthy pod.")
-            return pool, self.saturated(pool)
+            return model, self.saturated(model)
         virtual = snapshot.virtual.get(name)
         if virtual is None:
             raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
@@ -133,75 +134,68 @@ class Router:
             return self._weighted(virtual)
         return self._complexity(virtual, body, tier)
 
-    def _split(self, pools: Sequence[Pool], cum: list[float], ok: list[bool]) -> int:
+    def _split(self, models: Sequence[ModelPods], cum: list[float], ok: list[bool]) -> int:
         if all(ok):
             return draw(cum, self.rand)
-        weights: list[float] = []
-        total = 0.0
-        for pool, good in zip(pools, ok, strict=True):
-            total += pool.weight if good else 0.0
-            weights.append(total)
-        return draw(weights, self.rand)
+        weights = [m.weight if good else 0.0 for m, good in zip(models, ok, strict=True)]
+        return draw(cumulative(weights), self.rand)
 
-    def _weighted(self, virtual: VirtualModel) -> tuple[Pool, bool]:
-        pools = virtual.candidates
-        up = [self.available(p) for p in pools]
+    def _weighted(self, virtual: VirtualModel) -> tuple[ModelPods, bool]:
+        models = virtual.candidates
+        up = [self.available(m) for m in models]
         i = self._split(
-            pools,
+            models,
             virtual.cum,
-            [a and not self.saturated(p) for a, p in zip(up, pools, strict=True)],
+            [a and not self.saturated(m) for a, m in zip(up, models, strict=True)],
         )
         if i >= 0:
-            return pools[i], False
-        i = self._split(pools, virtual.cum, up)  # all saturated: wait by the admin's split
+            return models[i], False
+        i = self._split(models, virtual.cum, up)  # all saturated: wait by the admin's split
         if i < 0:
             raise NoHealthyPod(f"No model of {virtual.name!r} has a healthy pod.")
-        return pools[i], True
+        return models[i], True
 
     def _complexity(
         self, virtual: VirtualModel, body: Mapping[str, object], tier: int | None = None
-    ) -> tuple[Pool, bool]:
+    ) -> tuple[ModelPods, bool]:
         """``tier``: the candidate index an external classifier named, if it answered;
         else the built-in estimate decides, by the virtual model's thresholds."""
-        pools = virtual.candidates
-        if tier is not None and 0 <= tier < len(pools):
+        models = virtual.candidates
+        if tier is not None and 0 <= tier < len(models):
             preferred = tier
         else:
-            preferred = tier_index(score(body), len(pools), virtual.thresholds)
-        order = spill_order(preferred, len(pools), virtual.spillover)
-        fallback: Pool | None = None
+            preferred = tier_index(score(body), len(models), virtual.thresholds)
+        order = spill_order(preferred, len(models), virtual.spillover)
+        fallback: ModelPods | None = None
         for i in order:
-            pool = pools[i]
-            if self.available(pool):
-                if not self.saturated(pool):
-                    return pool, False
-                fallback = fallback or pool
+            model = models[i]
+            if self.available(model):
+                if not self.saturated(model):
+                    return model, False
+                fallback = fallback or model
         if fallback is None:
             raise NoHealthyPod(f"No model of {virtual.name!r} has a healthy pod.")
         return fallback, True  # the first tier it may use, saturated: wait for it
 
     def pick(
         self,
-        pool: Pool,
-        picker: Picker,
-        cum: list[float],
+        model: ModelPods,
+        balancing: Balancing,
+        now: float,
+        epoch: int,
         exclude: Pod | None = None,
     ) -> Pod | None:
-        """One pod of ``pool`` by ``picker`` over cumulative weights ``cum``."""
-        pods = pool.pods
-        if exclude is not None:
-            # A retry: the same weights without the pod that failed.
-            weights = [
-                (cum[i] - (cum[i - 1] if i else 0.0)) * (pods[i] is not exclude)
-                for i in range(len(pods))
-            ]
-            cum = [sum(weights[: i + 1]) for i in range(len(weights))]
-            picker = Picker.WEIGHTED_P2C if picker is Picker.SMOOTH_WRR else picker
-        if picker is Picker.WEIGHTED_P2C:
-            i = weighted_p2c(cum, pool.load, self.rand)
-        elif picker is Picker.SMOOTH_WRR:
-            weights = [cum[i] - (cum[i - 1] if i else 0.0) for i in range(len(cum))]
-            i = smooth_wrr(pool.swrr, weights)
+        """One pod of ``model`` by the table's picker over the pods' effective weights
+        now (``epoch``: the store's health epoch); a retry passes the pod it leaves as
+        ``exclude``."""
+        picker = balancing.picker
+        if picker is Picker.SMOOTH_WRR and exclude is None:
+            i = smooth_wrr(model.swrr, model.weights(now, balancing.warmup, epoch))
         else:
-            i = weighted_random(cum, self.rand)
-        return pods[i] if i >= 0 else None
+            # A retry leaves round robin's turns alone: P2C over the remaining pods.
+            cum = model.cumulative(now, balancing.warmup, epoch, exclude)
+            if picker is Picker.WEIGHTED_RANDOM:
+                i = weighted_random(cum, self.rand)
+            else:
+                i = weighted_p2c(cum, model.load, self.rand)
+        return model.pods[i] if i >= 0 else None

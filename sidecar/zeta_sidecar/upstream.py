@@ -11,16 +11,9 @@ of Node.js and uvicorn) covers that.
 Why llhttp rather than a parser of our own: the framing of a response decides where the
 *next* response on the connection starts. A hand-written parser here once took an
 interim ``100 Continue`` for the answer and returned the connection to the pool with
-the real answer unread, so the next client got it. llhttp rejects every framing
-ambiguity (duplicate or signed ``Content-Length``, ``Content-Length`` with chunked,
-bad chunk sizes, a missing CRLF after chunk data, obs-fold, CR/LF/NUL in values) and
-finds message boundaries exactly; this module adds what llhttp leaves to its user:
+the real answer unread, so the next client got it. Parsing, and what llhttp leaves to
+its user, is :mod:`~zeta_sidecar.framing`'s; this module adds the reader's side:
 
-- interim ``1xx`` responses are skipped; ``101`` and statuses outside 100-599 or
-  versions other than HTTP/1.x are protocol errors;
-- limits: a response head, and any bytes that carry no body (chunk-size lines,
-  extensions, trailers), are bounded by :data:`_MAX_OVERHEAD`; body bytes waiting for
-  the consumer by :data:`_HIGH_WATER` (reading pauses above it);
 - time limits are deadlines: the head must be complete within the first-byte timeout,
   and each :meth:`Exchange.readany` gets body bytes within its ``within``, however
   slowly other bytes trickle in;
@@ -45,23 +38,20 @@ a fresh connection, transparently, as Envoy does for "reset before request".
 """
 
 import asyncio
-import collections
 import time
 from collections.abc import Sequence
-from typing import Final, cast
+from typing import Final
 
-import httptools
+from zeta_sidecar.framing import (
+    DONE,
+    HEAD,
+    HIGH_WATER,
+    Disconnected,
+    ProtocolError,
+    ResponseProtocol,
+)
 
 __all__ = ["ConnectFailed", "Connections", "Disconnected", "Exchange", "ProtocolError"]
-
-_HIGH_WATER: Final = 1 << 20
-"""Bytes of body buffered for the consumer before the socket stops being read."""
-
-_MAX_OVERHEAD: Final = 64 * 1024
-"""Most bytes accepted without any body progress: the head, or chunk-size lines,
-extensions and trailers between two pieces of body (and all framing within one read).
-A real head is under 1 KiB and a chunk-size line under 20 bytes; without a bound a pod
-could grow memory at will."""
 
 _IDLE_SECONDS: Final = 4.0
 """Idle connections older than this are closed, not reused: below uvicorn's 5 s
@@ -69,182 +59,18 @@ keep-alive default (vLLM's server), so the pod rarely closes one as it is reused
 
 _MAX_IDLE_PER_ADDRESS: Final = 256
 
-_HEAD, _BODY, _DONE = range(3)
-
 
 class ConnectFailed(ConnectionError):
     """No connection to the pod could be opened."""
 
 
-class Disconnected(ConnectionError):
-    """The connection closed before the response was complete."""
-
-    def __init__(self, message: str, *, before_response: bool) -> None:
-        super().__init__(message)
-        self.before_response = before_response
-
-
-class ProtocolError(ConnectionError):
-    """The pod's answer could not be read as HTTP/1.1."""
-
-
-class _Unexpected(Exception):
-    """Raised from a parser callback to stop llhttp at bytes nobody asked for."""
-
-
-class Exchange(asyncio.Protocol):
-    """One connection, and the response in progress on it."""
+class Exchange(ResponseProtocol):
+    """One connection, and the response in progress on it, as its reader sees them."""
 
     def __init__(self, connections: "Connections", address: str) -> None:
+        super().__init__(connections.loop, address)
         self._connections = connections
-        self.address = address
-        self._loop = connections.loop
-        self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
-        self._state = _DONE
-        self._until_eof = False
-        self._received = 0
-        """Bytes received for the current response (tells a stale connection apart)."""
-        self._overhead = 0
-        """Bytes received since the last body progress (or since the request)."""
-        self._body_bytes = 0
-        """Body bytes in the read being parsed."""
-        self._pieces: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._lost: BaseException | None = None
-        self._reusable = True
         self.idle_since = 0.0
-        self.status = 0
-        self.headers: list[tuple[str, str]] = []
-        """Response headers as received, in order (names and values are latin-1)."""
-        self.content_type = ""
-        self.content_length: int | None = None
-        """The body's declared length, or ``None`` when chunked or until close."""
-
-    # --- asyncio.Protocol ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, though they are one.
-        self._transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._reusable = False
-        if self._state == _BODY and self._until_eof:
-            self._state = _DONE  # a body framed by the connection's end is complete now
-        elif self._state != _DONE and self._lost is None:
-            self._lost = Disconnected(
-                f"connection to {self.address} lost: {exc or 'closed by the pod'}",
-                before_response=self._state == _HEAD and not self._received,
-            )
-        self._wake()
-
-    def data_received(self, data: bytes) -> None:
-        if self._state == _DONE:
-            # Bytes nobody asked for (after a complete answer, or on an idle connection):
-            # this connection's framing can no longer be trusted.
-            self._reusable = False
-            return
-        self._received += len(data)
-        self._body_bytes = 0
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if not isinstance(cause, _Unexpected):
-                self._fail(ProtocolError(f"bad response from {self.address}: {cause or exc}"))
-                return
-        except httptools.HttpParserUpgrade:
-            self._fail(ProtocolError(f"{self.address} switched protocols"))
-            return
-        except httptools.HttpParserError as exc:
-            self._fail(ProtocolError(f"bad response from {self.address}: {exc}"))
-            return
-        if self._lost is None:
-            # Framing bytes since the last body progress (within one read, all of its
-            # framing: a real stream's chunk lines are a few bytes per event).
-            body = self._body_bytes
-            self._overhead = len(data) - body if body else self._overhead + len(data)
-            if self._overhead > _MAX_OVERHEAD:
-                what = "response head" if self._state == _HEAD else "chunk framing or trailers"
-                self._fail(ProtocolError(f"{what} from {self.address} over {_MAX_OVERHEAD} B"))
-                return
-        self._wake()
-
-    def pause_writing(self) -> None:  # requests are small; nothing to pause
-        pass
-
-    # --- llhttp callbacks ---------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self._state == _DONE:
-            self._reusable = False
-            raise _Unexpected  # a second answer to one request: stop parsing here
-        self.headers = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._state == _HEAD:  # after the head, these are trailers: dropped
-            self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        parser = self._parser
-        status = parser.get_status_code()
-        if not 100 <= status <= 599 or status == 101:
-            raise ProtocolError(f"status {status}")
-        if parser.get_http_version() not in ("1.1", "1.0"):
-            raise ProtocolError(f"HTTP/{parser.get_http_version()}")
-        if status < 200:
-            self.headers = []  # interim (100 Continue, 103 Early Hints): the answer follows
-            return
-        self.status = status
-        if not parser.should_keep_alive():
-            self._reusable = False
-        chunked = False
-        for name, value in self.headers:
-            lower = name.lower()
-            if lower == "content-type":
-                self.content_type = value.partition(";")[0].strip().lower()
-            elif lower == "content-length":
-                self.content_length = int(value)  # llhttp accepted it: digits only
-            elif lower == "transfer-encoding":
-                # Only plain chunked: a coding under it (gzip, chunked) would reach the
-                # client undeclared, as the header is hop-by-hop and not forwarded.
-                if value.strip().lower() != "chunked":
-                    raise ProtocolError(f"transfer coding {value[:40]!r}")
-                chunked = True
-        # No length and not chunked: the body runs to the connection's end (llhttp
-        # knows 204 and 304 have none, and completes them at once).
-        self._until_eof = self.content_length is None and not chunked and status not in (204, 304)
-        if self._until_eof:
-            self._reusable = False
-        self._state = _BODY
-
-    def on_body(self, body: bytes) -> None:
-        self._body_bytes += len(body)
-        self._pieces.append(body)
-        self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._paused and self._transport:
-            self._paused = True
-            self._transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        if self._state == _BODY:
-            self._state = _DONE
-
-    # --- failures and wake-ups ----------------------------------------------------------
-
-    def _fail(self, exc: BaseException) -> None:
-        self._lost = exc
-        self._reusable = False
-        if self._transport is not None:
-            self._transport.abort()
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # --- the consumer's side --------------------------------------------------------------
 
@@ -260,7 +86,7 @@ class Exchange(asyncio.Protocol):
 
     def _send(self, data: bytes) -> None:
         assert self._transport is not None
-        self._state = _HEAD
+        self._state = HEAD
         self._received = self._overhead = 0
         self.status, self.headers, self.content_type, self.content_length = 0, [], "", None
         self._transport.write(data)
@@ -268,7 +94,7 @@ class Exchange(asyncio.Protocol):
     async def _head(self, within: float) -> None:
         """Wait until the response head is in, at most ``within`` seconds in all."""
         deadline = self._loop.time() + within
-        while self._state == _HEAD:
+        while self._state == HEAD:
             if self._lost is not None:
                 raise self._lost
             await self._wait(deadline)
@@ -276,7 +102,7 @@ class Exchange(asyncio.Protocol):
     @property
     def complete(self) -> bool:
         """The whole body is here (in memory, not yet taken)."""
-        return self._state == _DONE and self._lost is None
+        return self._state == DONE and self._lost is None
 
     async def readany(self, within: float) -> bytes:
         """The next body bytes, within ``within`` seconds however others trickle; ``b""``
@@ -284,14 +110,14 @@ class Exchange(asyncio.Protocol):
         if not self._pieces:
             deadline = self._loop.time() + within
             while not self._pieces:
-                if self._state == _DONE:
+                if self._state == DONE:
                     return b""
                 if self._lost is not None:
                     raise self._lost
                 await self._wait(deadline)
         data = self._pieces.popleft()
         self._buffered -= len(data)
-        if self._paused and self._buffered <= _HIGH_WATER // 2 and self._transport:
+        if self._paused and self._buffered <= HIGH_WATER // 2 and self._transport:
             self._paused = False
             self._transport.resume_reading()
         return data
@@ -326,7 +152,7 @@ class Exchange(asyncio.Protocol):
 
     def release(self) -> None:
         """Done with this exchange: back to the pool if complete and reusable, else closed."""
-        if self._state == _DONE and self._reusable and self._lost is None and not self._pieces:
+        if self._state == DONE and self._reusable and self._lost is None and not self._pieces:
             self._connections.put(self)
         else:
             self.close()

@@ -27,7 +27,8 @@ import yaml
 from aiohttp import web
 from kubernetes import client as k8s
 
-from zeta_sidecar import sources
+from zeta_sidecar.configmap_source import watch_configmap
+from zeta_sidecar.kube_credentials import load_connection
 from zeta_sidecar.settings import ConfigMapRef
 from zeta_sidecar.testing import endpoint, table_json
 from zeta_testbed.testbed import Testbed
@@ -217,10 +218,8 @@ class Watcher:
         return True
 
     async def start(self, config: Path, **kw: int) -> None:
-        conn = await sources.load_connection(config)
-        self.task = asyncio.create_task(
-            sources.watch_configmap(conn, REF, self.apply, retry=RETRY, **kw)
-        )
+        conn = await load_connection(config)
+        self.task = asyncio.create_task(watch_configmap(conn, REF, self.apply, retry=RETRY, **kw))
 
     async def stop(self) -> None:
         assert self.task is not None
@@ -420,10 +419,10 @@ async def test_renewed_watches_on_the_real_apiserver_see_every_edit(
     testbed: Testbed, namespace: str, core: k8s.CoreV1Api, watcher: Watcher
 ) -> None:
     ref = ConfigMapRef(namespace, NAME)
-    conn = await sources.load_connection(testbed.kubeconfig)
+    conn = await load_connection(testbed.kubeconfig)
     # One-second watches: the sequence below spans several renewals.
     watcher.task = asyncio.create_task(
-        sources.watch_configmap(conn, ref, watcher.apply, retry=RETRY, timeout_seconds=1)
+        watch_configmap(conn, ref, watcher.apply, retry=RETRY, timeout_seconds=1)
     )
 
     def put(revision: int) -> None:
@@ -533,9 +532,9 @@ async def test_a_service_account_recreated_under_the_watch_is_followed_through_i
         doc = yaml.safe_load(config.read_text())
         doc["clusters"][0]["cluster"]["certificate-authority"] = ca
         config.write_text(yaml.safe_dump(doc))
-        conn = await sources.load_connection(config)
+        conn = await load_connection(config)
         watcher.task = asyncio.create_task(
-            sources.watch_configmap(conn, ConfigMapRef(namespace, NAME), watcher.apply, retry=RETRY)
+            watch_configmap(conn, ConfigMapRef(namespace, NAME), watcher.apply, retry=RETRY)
         )
         await until(lambda: watcher.last == 1, within=10, what="the table as the ServiceAccount")
 

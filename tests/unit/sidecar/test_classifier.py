@@ -11,7 +11,7 @@ from tests.unit.sidecar.conftest import free_port
 from zeta_sidecar.classifier import MAX_TEXT, Classifier, read_answer, request_text
 from zeta_sidecar.metrics import Metrics
 from zeta_sidecar.routing import Router
-from zeta_sidecar.tables import Snapshot, TableStore, VirtualModel
+from zeta_sidecar.table_store import Snapshot, TableStore, VirtualModel
 from zeta_sidecar.testing import endpoint, table_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

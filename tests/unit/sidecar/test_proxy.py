@@ -7,9 +7,9 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from zeta_sidecar import proxy
+from zeta_sidecar import bodies
+from zeta_sidecar.bodies import rewrite_model
 from zeta_sidecar.errors import BadRequest
-from zeta_sidecar.proxy import rewrite_model
 from zeta_sidecar.testing import endpoint, table_json
 from zeta_testbed.sim.server import RunningSim
 
@@ -80,11 +80,11 @@ BAD_CASES = [b"{not json", b"", b'{"a": 1} x', b'{"a": "\xff"}', b"[1, 2]", b"nu
 @pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
 def test_the_body_parses_as_json_parses_it(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if not fast:
-        monkeypatch.setattr(proxy, "_FAST_LOADS", None)
+        monkeypatch.setattr(bodies, "_FAST_LOADS", None)
     else:
-        assert proxy._FAST_LOADS is not None, "orjson is a dependency of the project"
+        assert bodies._FAST_LOADS is not None, "orjson is a dependency of the project"
     for raw in PARSE_CASES:
-        assert repr(proxy._parse_json(raw)) == repr(json.loads(raw)), raw
+        assert repr(bodies.parse_body(raw)) == repr(json.loads(raw)), raw
     for raw in BAD_CASES:
         expected = "Request body must be a JSON object."
         try:
@@ -92,7 +92,7 @@ def test_the_body_parses_as_json_parses_it(fast: bool, monkeypatch: pytest.Monke
         except ValueError as exc:
             expected = f"Request body is not valid JSON: {exc}"
         with pytest.raises(BadRequest) as caught:
-            proxy._parse_json(raw)
+            bodies.parse_body(raw)
         assert caught.value.message == expected, raw
 
 
@@ -458,11 +458,11 @@ async def test_x_zeta_debug_explains_where_a_complexity_request_went(
 
 def test_only_whole_sse_events_are_relayed() -> None:
     # Issue 7: a pod cut mid-event left half an event glued to the error event after it.
-    from zeta_sidecar.proxy import _whole_events
+    from zeta_sidecar.relay import whole_events
 
-    assert _whole_events(b"", b"data: a\n\ndata: b") == (b"data: a\n\n", b"data: b")
-    assert _whole_events(b"data: b", b"c\n\n") == (b"data: bc\n\n", b"")
-    assert _whole_events(b"", b"data: a\r\n\r\nda") == (b"data: a\r\n\r\n", b"da")
-    assert _whole_events(b"", b"no end yet") == (b"", b"no end yet")
+    assert whole_events(b"", b"data: a\n\ndata: b") == (b"data: a\n\n", b"data: b")
+    assert whole_events(b"data: b", b"c\n\n") == (b"data: bc\n\n", b"")
+    assert whole_events(b"", b"data: a\r\n\r\nda") == (b"data: a\r\n\r\n", b"da")
+    assert whole_events(b"", b"no end yet") == (b"", b"no end yet")
     huge = b"x" * ((1 << 20) + 1)
-    assert _whole_events(b"", huge) == (huge, b"")  # past the bound: passed on as it comes
+    assert whole_events(b"", huge) == (huge, b"")  # past the bound: passed on as it comes

@@ -3,7 +3,8 @@
 import pytest
 
 from zeta_api import Outlier
-from zeta_sidecar.resilience import Health, HealthState, RetryBudget, may_eject, warmup_factor
+from zeta_sidecar.pods import warmup_factor
+from zeta_sidecar.resilience import Health, HealthState, RetryBudget, may_eject
 
 OUTLIER = Outlier(consecutive_failures=3, base_ejection=10.0, max_ejection=25.0)
 

@@ -8,7 +8,7 @@ from zeta_api import Spillover
 from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
 from zeta_sidecar.resilience import HealthState
 from zeta_sidecar.routing import Router, spill_order
-from zeta_sidecar.tables import Snapshot, TableStore
+from zeta_sidecar.table_store import Snapshot, TableStore
 from zeta_sidecar.testing import endpoint, table_json
 
 BUSY = {"running": 32, "waiting": 10}
@@ -93,7 +93,7 @@ def test_room_returns_as_this_replicas_requests_end() -> None:
     # saturated until the next table though its queue had drained.
     snap = snapshot({"small": {"running": 40, "waiting": 0}})
     r = router()
-    pool = snap.pools["small"]
+    pool = snap.models["small"]
     pod = pool.pods[0]
     pod.inflight = pod.inflight_at_report = 40
     assert r.saturated(pool)
@@ -106,7 +106,7 @@ def test_room_returns_as_this_replicas_requests_end() -> None:
 def test_local_counts_add_to_reported_load_but_never_saturate_alone() -> None:
     snap = snapshot({"small": {"running": 30, "waiting": 0}, "big": None})
     r = router()
-    small, big = snap.pools["small"].pods[0], snap.pools["big"].pods[0]
+    small, big = snap.models["small"].pods[0], snap.models["big"].pods[0]
     assert not r.pod_saturated(small)
     small.inflight = 10  # sent since the report: 30 + 10 >= 32 * 1.25
     assert r.pod_saturated(small)
@@ -125,7 +125,7 @@ def test_weighted_virtual_model_splits_by_model_weight() -> None:
     r = router()
     names = [r.resolve(snap, "split", {})[0].name for _ in range(5000)]
     assert names.count("a") / 5000 == pytest.approx(0.9, abs=0.02)
-    snap.pools["a"].pods[0].health.state = HealthState.EJECTED
+    snap.models["a"].pods[0].health.state = HealthState.EJECTED
     assert {r.resolve(snap, "split", {})[0].name for _ in range(100)} == {"b"}
 
 
@@ -135,7 +135,7 @@ def test_unknown_missing_and_podless_models() -> None:
         router().resolve(snap, "nope", {})
     with pytest.raises(ModelNotFound):
         router().resolve(snap, None, {})
-    snap.pools["small"].pods[0].health.state = HealthState.EJECTED
+    snap.models["small"].pods[0].health.state = HealthState.EJECTED
     with pytest.raises(NoHealthyPod):
         router().resolve(snap, "small", {})
     with pytest.raises(NoHealthyPod):
@@ -146,7 +146,7 @@ def test_each_replica_fills_only_its_share_of_the_room() -> None:
     # Issue 9: three gateways between two reports must not each admit a pod's worth.
     snap = snapshot({"small": {"running": 20, "waiting": 0}})
     r = router()
-    pod = snap.pools["small"].pods[0]
+    pod = snap.models["small"].pods[0]
     pod.inflight = 7  # 20 + 7 < 40: room, alone
     assert not r.pod_saturated(pod)
     r.replicas = 3  # 20 + 3 x 7 >= 40: this replica's third of the 20 left is used up
@@ -159,10 +159,10 @@ def test_a_stale_report_never_counts_below_this_replicas_own_requests() -> None:
     # it, so in a ramp the pods queued a third more than the threshold allowed.
     snap = snapshot({"small": {"running": 0, "waiting": 0}})
     r = router()
-    pod = snap.pools["small"].pods[0]
+    pod = snap.models["small"].pods[0]
     pod.inflight = pod.inflight_at_report = 40  # all sent before the table came in
     assert r.pod_saturated(pod)  # 40 >= 32 * 1.25, whatever the stale report says
-    assert not r.has_room(snap.pools["small"])
+    assert not r.has_room(snap.models["small"])
     pod.inflight = pod.inflight_at_report = 39
     assert not r.pod_saturated(pod)
 
@@ -172,7 +172,7 @@ def test_sheddable_requests_leave_a_reserve_of_the_batch_to_the_classes_that_wai
     # threshold, so under load every critical request waited at a pod behind a queue of
     # them (critical p99 TTFT 8x that of the same run with no sheddable traffic).
     snap = snapshot({"small": {"running": 28, "waiting": 0}})
-    pool = snap.pools["small"]
+    pool = snap.models["small"]
     r = router()
     r.sheddable_reserve = 0.15  # sheddable ones only below 32 * 0.85 = 27.2
     assert r.has_room(pool)  # a request that waits still fits (28 < 40)

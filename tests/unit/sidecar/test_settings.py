@@ -1,6 +1,7 @@
 """The sidecar's settings and command line for client connections: caps and timeouts
 (issue 7), their defaults, the refusals of values that cannot work, and the pure parts of
-:mod:`zeta_sidecar.connections` (the default cap, the throttled refusal log)."""
+:mod:`zeta_sidecar.fd_limits` (the default cap) and :mod:`zeta_sidecar.connections` (the
+throttled refusal log)."""
 
 import logging
 from pathlib import Path
@@ -9,12 +10,8 @@ import pytest
 
 from zeta_sidecar import connections
 from zeta_sidecar.cli import parse_args
-from zeta_sidecar.connections import (
-    RESERVED_FDS,
-    Limits,
-    ThrottledLog,
-    default_max_connections,
-)
+from zeta_sidecar.connections import Limits, ThrottledLog
+from zeta_sidecar.fd_limits import RESERVED_FDS, default_max_connections
 from zeta_sidecar.settings import Settings
 
 TABLE = Path("/tmp/routing.json")

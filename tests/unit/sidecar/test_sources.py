@@ -40,9 +40,9 @@ CONFIGMAP_LOAD = """
 import asyncio, json, sys
 from pathlib import Path
 
-from zeta_sidecar import sources
+from zeta_sidecar.kube_credentials import load_connection
 
-connection = asyncio.run(sources.load_connection(Path(sys.argv[1])))
+connection = asyncio.run(load_connection(Path(sys.argv[1])))
 print(json.dumps({"host": connection.configuration.host, "modules": sorted(sys.modules)}))
 """
 

@@ -2,9 +2,10 @@
 
 A table is parsed and checked by :func:`zeta_api.parse_routing_table`; a bad one raises
 and the store keeps its last good table, so a broken publication never takes traffic
-down. A good one is compiled into a :class:`Snapshot` (per model: a :class:`Pool` of
-:class:`Pod` objects, cumulative weights, the served name as JSON) and swapped in by one
-assignment, between two requests of the event loop.
+down. A good one is compiled into a :class:`Snapshot` (per model: its
+:class:`~zeta_sidecar.pods.ModelPods`; per virtual model: its candidates; the answers
+and names built once) and swapped in by one assignment, between two requests of the
+event loop.
 
 Pods are identified by model and address. The store keeps each pod's runtime state
 (in-flight count, failure record, when it joined) across tables, so a reload resets
@@ -14,106 +15,33 @@ if the pod has left the table; a pod that left gets no new requests.
 """
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from zeta_api import (
     Balancing,
+    ClassifierSpec,
     Endpoint,
-    ModelEntry,
     RoutingTable,
     Spillover,
     Strategy,
     VirtualModelEntry,
     parse_routing_table,
 )
-from zeta_api.spec import ClassifierSpec
 from zeta_sidecar.complexity import default_thresholds
 from zeta_sidecar.picking import cumulative
-from zeta_sidecar.resilience import Health, warmup_factor
+from zeta_sidecar.pods import ModelPods, Pod
 
-__all__ = ["Pod", "Pool", "Snapshot", "TableStore", "VirtualModel"]
-
-
-@dataclass(slots=True, eq=False)
-class Pod:
-    """One pod of one model, with the state this replica keeps about it."""
-
-    model: str
-    address: str
-    url: str
-    """``http://address``: built once, reused by every request."""
-    name: str
-    capacity: int
-    weight: float
-    draining: bool
-    reported: float | None
-    """Running plus waiting requests as the table reports them; ``None`` when unknown."""
-    joined: float
-    inflight: int = 0
-    inflight_at_report: int = 0
-    """This replica's in-flight count when the report arrived: what it sent since then
-    is not in the report yet."""
-    health: Health = field(default_factory=Health)
-
-
-@dataclass(slots=True, eq=False)
-class Pool:
-    """One model of one table."""
-
-    name: str
-    served_model_name: str
-    served_json: bytes
-    """The served name as a JSON string, spliced into request bodies."""
-    tier: int
-    weight: float
-    saturated: bool
-    """The operator's verdict: every pod of the model is saturated."""
-    reported: bool
-    """Some pod's load is reported: only then can the sidecar judge saturation itself."""
-    pods: list[Pod]
-    """Pods that may get new requests (not draining, weight above 0)."""
-    base_cum: list[float]
-    warm_until: float
-    """Until then some pod is warming up and effective weights change with time."""
-    swrr: list[float]
-    """Smooth weighted round robin state."""
-    cum: list[float] = field(default_factory=list)
-    cum_epoch: int = -1
-
-    def load(self, i: int) -> float:
-        """Load of pod ``i``, as the P2C picker compares it (a bound method: no closure
-        is built per request)."""
-        pod = self.pods[i]
-        return pod.inflight / pod.capacity
-
-    def effective_weights(self, now: float, warmup: float) -> list[float]:
-        """Weights after warm-up and ejection."""
-        return [
-            (p.weight * warmup_factor(now - p.joined, warmup)) if p.health.serving else 0.0
-            for p in self.pods
-        ]
-
-    def cumulative(self, now: float, warmup: float, epoch: int) -> list[float]:
-        """Cumulative effective weights, recomputed only when health or warm-up changed."""
-        if self.cum_epoch == epoch and now >= self.warm_until:
-            return self.cum
-        if now >= self.warm_until and all(p.health.serving for p in self.pods):
-            self.cum = self.base_cum
-        else:
-            self.cum = cumulative(self.effective_weights(now, warmup))
-        self.cum_epoch = epoch if now >= self.warm_until else -1
-        return self.cum
+__all__ = ["Snapshot", "TableStore", "VirtualModel"]
 
 
 @dataclass(frozen=True, slots=True)
 class VirtualModel:
-    """A virtual model: its candidates as pools sorted by tier."""
+    """A virtual model: its candidate models sorted by tier."""
 
     name: str
     strategy: Strategy
     spillover: Spillover
-    candidates: tuple[Pool, ...]
+    candidates: tuple[ModelPods, ...]
     cum: list[float]
     """Cumulative model weights, for the ``weighted`` strategy."""
     thresholds: tuple[float, ...] = ()
@@ -131,7 +59,7 @@ class Snapshot:
     raw: bytes
     revision: int
     loaded_at: float
-    pools: dict[str, Pool]
+    models: dict[str, ModelPods]
     virtual: dict[str, VirtualModel]
     models_json: bytes
     """The ``GET /v1/models`` answer, built once."""
@@ -152,7 +80,7 @@ class TableStore:
         self.max_bytes = max_bytes
         self.current: Snapshot | None = None
         self.epoch = 0
-        """Bumped on every health change and table swap; pools recompute weights then."""
+        """Bumped on every health change and table swap; models recompute weights then."""
         self._pods: dict[tuple[str, str], Pod] = {}
         self.departed: list[Pod] = []
         """Pods the last table swap removed (their metric labels go with them)."""
@@ -191,21 +119,21 @@ class TableStore:
     def _compile(self, table: RoutingTable, raw: bytes, now: float, first: bool) -> Snapshot:
         warmup = table.balancing.warmup
         pods: dict[tuple[str, str], Pod] = {}
-        pools: dict[str, Pool] = {}
+        models: dict[str, ModelPods] = {}
         for name, entry in table.models.items():
             members = [self._pod(name, ep, now, first) for ep in entry.endpoints]
             for pod in members:
                 pods[(name, pod.address)] = pod
-            pools[name] = _pool(name, entry, members, warmup)
+            models[name] = ModelPods.of(name, entry, members, warmup)
         self.departed = [pod for key, pod in self._pods.items() if key not in pods]
         self._pods = pods
         virtual = {
-            name: _virtual(name, v, [pools[c] for c in v.candidates])
+            name: _virtual(name, v, [models[c] for c in v.candidates])
             for name, v in table.virtual_models.items()
         }
-        names_json = {name: json.dumps(name).encode() for name in [*pools, *virtual]}
+        names_json = {name: json.dumps(name).encode() for name in [*models, *virtual]}
         return Snapshot(
-            table, raw, table.revision, now, pools, virtual, _models_json(table), names_json
+            table, raw, table.revision, now, models, virtual, _models_json(table), names_json
         )
 
     def pods(self) -> list[Pod]:
@@ -213,32 +141,14 @@ class TableStore:
         return list(self._pods.values())
 
 
-def _pool(name: str, entry: ModelEntry, members: Sequence[Pod], warmup: float) -> Pool:
-    serving = [p for p in members if not p.draining and p.weight > 0]
-    warm_until = max((p.joined + warmup for p in serving), default=float("-inf"))
-    return Pool(
-        name=name,
-        served_model_name=entry.served_model_name,
-        served_json=json.dumps(entry.served_model_name).encode(),
-        tier=entry.tier,
-        weight=entry.weight,
-        saturated=entry.saturated,
-        reported=any(p.reported is not None for p in serving),
-        pods=serving,
-        base_cum=cumulative([p.weight for p in serving]),
-        warm_until=warm_until,
-        swrr=[0.0] * len(serving),
-    )
-
-
-def _virtual(name: str, entry: VirtualModelEntry, pools: list[Pool]) -> VirtualModel:
-    ordered = tuple(sorted(pools, key=lambda p: (p.tier, p.name)))
+def _virtual(name: str, entry: VirtualModelEntry, models: list[ModelPods]) -> VirtualModel:
+    ordered = tuple(sorted(models, key=lambda m: (m.tier, m.name)))
     return VirtualModel(
         name,
         entry.strategy,
         entry.spillover,
         ordered,
-        cumulative([p.weight for p in ordered]),
+        cumulative([m.weight for m in ordered]),
         entry.thresholds or default_thresholds(len(ordered)),
         entry.classifier,
     )

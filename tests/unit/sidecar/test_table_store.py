@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from zeta_api import TableError
-from zeta_sidecar.tables import TableStore
+from zeta_sidecar.table_store import TableStore
 from zeta_sidecar.testing import endpoint, table_json
 
 GOOD = table_json({"m": [endpoint("127.0.0.1:1"), endpoint("127.0.0.2:1", weight=3)]})
@@ -57,14 +57,14 @@ def test_identical_bytes_change_nothing() -> None:
 def test_pods_keep_their_state_across_tables_and_leavers_leave() -> None:
     store = TableStore(max_bytes=4096)
     snap, _ = store.load(GOOD.encode(), 0.0)
-    kept = snap.pools["m"].pods[0]
+    kept = snap.models["m"].pods[0]
     kept.inflight = 4
-    leaving = snap.pools["m"].pods[1]
+    leaving = snap.models["m"].pods[1]
     new = table_json(
         {"m": [endpoint("127.0.0.1:1", weight=2), endpoint("127.0.0.3:1")]}, revision=2
     )
     snap2, _ = store.load(new.encode(), 5.0)
-    pods = snap2.pools["m"].pods
+    pods = snap2.models["m"].pods
     assert pods[0] is kept
     assert (kept.weight, kept.inflight, kept.inflight_at_report) == (2.0, 4, 4)
     assert leaving not in pods
@@ -78,7 +78,7 @@ def test_draining_pods_get_no_new_requests_and_models_json_lists_all() -> None:
         virtual={"auto": {"strategy": "weighted", "candidates": ["a"]}},
     )
     snap, _ = TableStore(max_bytes=4096).load(text.encode(), 0.0)
-    assert [p.address for p in snap.pools["a"].pods] == ["127.0.0.1:1"]
+    assert [p.address for p in snap.models["a"].pods] == ["127.0.0.1:1"]
     ids = [m["id"] for m in json.loads(snap.models_json)["data"]]
     assert ids == ["a", "auto"]
 
@@ -89,7 +89,7 @@ def test_warmup_reduces_a_newcomers_share_until_it_is_over() -> None:
     store.load(table_json({"m": [endpoint("127.0.0.1:1")]}, balancing=balancing).encode(), 0.0)
     two = table_json({"m": [endpoint("127.0.0.1:1"), endpoint("127.0.0.2:1")]}, balancing=balancing)
     snap, _ = store.load(two.encode(), 100.0)
-    pool = snap.pools["m"]
+    pool = snap.models["m"]
     assert pool.cumulative(100.0, 10.0, store.epoch) == pytest.approx([1.0, 1.1])
     assert pool.cumulative(105.0, 10.0, store.epoch) == pytest.approx([1.0, 1.55])
     assert pool.cumulative(110.0, 10.0, store.epoch) == pytest.approx([1.0, 2.0])

@@ -1,19 +1,11 @@
-"""Where tables come from: a mounted file, or a ConfigMap watched through the API.
+"""The routing table from a ConfigMap watched through the API (``--configmap NS/NAME``),
+handed as raw bytes to :meth:`Gateway.load_table
+<zeta_sidecar.gateway.Gateway.load_table>`, which validates it and keeps the last good
+table on refusal.
 
-Both hand raw bytes to :meth:`Gateway.load_table`, which validates and keeps the last
-good table on refusal.
-
-**File** (``--table-file``): the kubelet updates a ConfigMap volume by writing a new
-timestamped directory and swapping the ``..data`` symlink, so the file's inode and
-real path change, not the file in place. The watcher polls ``os.stat`` of the path
-(which follows the symlinks) and its real path every ``file_poll_interval`` (0.1 s):
-the standard library has no inotify binding, a stat is a microsecond, polling works
-on every filesystem and needs no dependency, and 0.1 s keeps the 1 s promise. This
-path imports no Kubernetes client.
-
-**ConfigMap** (``--configmap NS/NAME``): ``kubernetes_asyncio`` (the official client's
-loaders and models on aiohttp, imported only here) lists then watches the one ConfigMap
-on the application's event loop; a watch delivers an edit within milliseconds, where
+``kubernetes_asyncio`` (the official client's loaders and models on aiohttp, imported
+only for ``--configmap``) lists then watches the one ConfigMap on the application's
+event loop; a watch delivers an edit within milliseconds, where
 polling would cost the apiserver a GET per interval and still lag. The rules:
 
 - list, then watch from the list's resourceVersion: a ConfigMap created at any moment is
@@ -27,40 +19,30 @@ polling would cost the apiserver a GET per interval and still lag. The rules:
   what fails;
 - a deleted ConfigMap, or one without the table's key, keeps the last good table.
 
-Credentials come from the kubeconfig (``--kubeconfig``) or the pod's service account,
-loaded once into a ``Configuration`` by the library's loaders, which refresh them as
-they can: the in-cluster loader re-reads the rotating token file before a request once
-the token it holds is a minute old, and the library's ``refresh_token`` re-runs an exec
-plugin every minute unless the token's expiry is still ahead (GCP tokens likewise). A
-``401`` means the apiserver no longer takes what we hold (revoked, rotated early, a
-plugin's token that carries no expiry): the credentials are then loaded again, from
-scratch, before the list.
+Credentials: :mod:`~zeta_sidecar.kube_credentials`; a ``401`` loads them again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 
 from zeta_api import TABLE_KEY
+from zeta_sidecar.file_source import Apply
+from zeta_sidecar.kube_credentials import MAX_BACKOFF, ApiConnection
 from zeta_sidecar.settings import ConfigMapRef
 
 if TYPE_CHECKING:
-    from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
+    from kubernetes_asyncio.client import ApiClient, CoreV1Api
 
-__all__ = ["ApiConnection", "load_connection", "watch_configmap", "watch_file"]
+__all__ = ["watch_configmap"]
 
 logger = logging.getLogger(__name__)
 
-Apply = Callable[[bytes], bool]
-
-_MAX_BACKOFF = 8.0
 
 WATCH_SECONDS = 290
 """Server-side watch timeout: below the apiserver's usual 5-minute cap, so watches end
@@ -75,96 +57,6 @@ _LIST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
 _QUICK_END = 1.0
 """A watch the server ends sooner than this without a single event is a fault (a proxy
 closing streams, say): reopening it at once would spin."""
-
-
-def _file_key(path: Path) -> tuple[str, int, int, int] | None:
-    try:
-        st = os.stat(path)
-        return (os.path.realpath(path), st.st_ino, st.st_mtime_ns, st.st_size)
-    except OSError:
-        return None
-
-
-async def watch_file(path: Path, apply: Apply, *, interval: float) -> None:
-    """Apply ``path`` now and whenever it changes; runs until cancelled."""
-    seen: tuple[str, int, int, int] | None = None
-    missing_logged = False
-    while True:
-        key = _file_key(path)
-        if key is None:
-            if not missing_logged:
-                logger.warning("routing table file %s is missing; waiting for it", path)
-                missing_logged = True
-        elif key != seen:
-            missing_logged = False
-            try:
-                raw = await asyncio.to_thread(path.read_bytes)
-            except OSError as exc:
-                logger.warning("cannot read routing table file %s: %s", path, exc)
-            else:
-                # Read the key again: a swap between stat and read shows next round.
-                seen = key
-                apply(raw)
-        await asyncio.sleep(interval)
-
-
-class ApiConnection:
-    """An apiserver's address and credentials, as the library's loaders build them."""
-
-    def __init__(self, kubeconfig: Path | None) -> None:
-        self.kubeconfig = kubeconfig
-        """The kubeconfig file; ``None`` for the pod's service account."""
-        self.configuration: Configuration | None = None
-        """What clients are built from; replaced (not mutated) by :meth:`load`."""
-        self._loader: Any = None  # the kubeconfig's loader, for the library's refresher
-
-    async def load(self) -> None:
-        """Read the credentials (again): files, exec plugin, service-account token."""
-        from kubernetes_asyncio import client, config  # noqa: PLC0415  # only for --configmap
-
-        configuration = client.Configuration()
-        if self.kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]  # untyped library function
-            loader = None
-        else:
-            # persist_config=False: a refreshed token is never written back into what
-            # may be a read-only mounted file.
-            loader = await config.load_kube_config(
-                config_file=str(self.kubeconfig),
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        self.configuration, self._loader = configuration, loader
-
-    async def refresh_tokens(self) -> None:
-        """The library's refresher for the current kubeconfig (exec plugin, GCP); runs
-        until cancelled, or returns at once when the credentials need none."""
-        from kubernetes_asyncio import config  # noqa: PLC0415  # only for --configmap
-
-        loader, configuration = self._loader, self.configuration
-        if loader is None:
-            return  # in-cluster: the configuration's own hook re-reads the token file
-        while True:
-            try:
-                await config.refresh_token(loader, configuration)
-                return
-            except (TypeError, AttributeError):
-                # A context without a user, or a plugin that returns a client certificate:
-                # nothing this refresher can renew (a 401 reloads them).
-                return
-            except Exception as exc:  # a failing plugin must not end renewals
-                logger.warning("refreshing the Kubernetes credentials failed: %s", exc)
-                await asyncio.sleep(_MAX_BACKOFF)
-
-
-async def load_connection(kubeconfig: Path | None) -> ApiConnection:
-    """Credentials from a kubeconfig, or the pod's service account if ``None``.
-
-    Call it at start-up: a kubeconfig that cannot be loaded fails the start.
-    """
-    connection = ApiConnection(kubeconfig)
-    await connection.load()
-    return connection
 
 
 async def watch_configmap(
@@ -238,7 +130,7 @@ class _ConfigMapWatch:
                 if self.delivered:
                     backoff = self.retry
                 await asyncio.sleep(backoff)
-                backoff = min(_MAX_BACKOFF, backoff * 2)
+                backoff = min(MAX_BACKOFF, backoff * 2)
         finally:
             await self._close()
 
