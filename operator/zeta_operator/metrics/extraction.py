@@ -42,13 +42,16 @@ def samples_by_pod(
     values: dict[str, float] = {}
     for sample in result:
         metric = sample.get("metric")
-        pod = metric.get("pod") if isinstance(metric, Mapping) else None
+        # Parsed JSON gives dicts: the exact type is asked first, the ABC only otherwise.
+        pod = metric.get("pod") if type(metric) is dict or isinstance(metric, Mapping) else None
         if not isinstance(pod, str) or not pod:
             continue
         value = _value(sample, now=now, max_age=max_age)
         if value is None:
             continue
-        values[pod] = max(value, values.get(pod, value))
+        previous = values.get(pod)
+        if previous is None or not previous > value:  # as max(value, previous)
+            values[pod] = value
     return values
 
 
