@@ -290,7 +290,7 @@ def _no_constants(name: str) -> object:
 
 
 def _check(table: RoutingTable) -> None:
-    seen: dict[tuple[object, int], str] = {}
+    seen: dict[tuple[object, int], tuple[str, int]] = {}
     positive_models = 0
     any_endpoint = False
     for name, model in table.models.items():
@@ -298,14 +298,20 @@ def _check(table: RoutingTable) -> None:
         _check_name(name, where)
         positive_endpoints = serving = 0
         for i, ep in enumerate(model.endpoints):
-            at = f"{where}.endpoints[{i}]"
-            key = _parse_address(ep.address, f"{at}.address")
+            # Paths are spelt only for a message: a table has thousands of endpoints.
+            key = _ipv4_key(ep.address) or _parse_address(
+                ep.address, f"{where}.endpoints[{i}].address"
+            )
             if key in seen:
-                raise TableError(f"{at}.address: duplicate {ep.address!r} (also {seen[key]})")
-            seen[key] = f"{at}.address"
+                also = "models[{}].endpoints[{}].address".format(*seen[key])
+                raise TableError(
+                    f"{where}.endpoints[{i}].address: duplicate {ep.address!r} (also {also})"
+                )
+            seen[key] = name, i
             if ep.draining and ep.weight > 0:
                 raise TableError(
-                    f"{at}.weight: must be 0 for a draining endpoint, got {ep.weight!r}"
+                    f"{where}.endpoints[{i}].weight: must be 0 for a draining endpoint, "
+                    f"got {ep.weight!r}"
                 )
             serving += not ep.draining
             positive_endpoints += ep.weight > 0
@@ -344,11 +350,17 @@ _IPV4 = re.compile(
 )
 
 
-def _parse_address(address: str, where: str) -> tuple[object, int]:
-    """``ip:port`` to a comparable key: two spellings of one IPv6 address are one pod."""
+def _ipv4_key(address: str) -> tuple[object, int] | None:
+    """The key of a valid IPv4 ``ip:port``, or ``None``: ask :func:`_parse_address`."""
     host, _, port = address.rpartition(":")
     if _IPV4.fullmatch(host) and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535:
         return host, int(port)
+    return None
+
+
+def _parse_address(address: str, where: str) -> tuple[object, int]:
+    """``ip:port`` to a comparable key: two spellings of one IPv6 address are one pod."""
+    host, _, port = address.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     try:
         ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
@@ -358,4 +370,5 @@ def _parse_address(address: str, where: str) -> tuple[object, int]:
         raise TableError(f"{where}: IPv6 addresses are written [ip]:port, got {address!r}")
     if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise TableError(f"{where}: port must be 1..65535, got {address!r}")
-    return ip, int(port)
+    # IPv4 keys are their canonical text, as :func:`_ipv4_key` gives them.
+    return (str(ip) if ip.version == 4 else ip), int(port)
