@@ -6,8 +6,8 @@ extract per-pod loads from Prometheus-shaped instant vectors (as the client retu
 them, parsed JSON), weigh (targets, EWMA, step limit, floor, per-model shares), build
 the routing table, and encode it: check it for everything the sidecar would refuse,
 dump it to canonical JSON and hash that JSON's content. Network time (Prometheus,
-apiserver) is not here: it is a wait, not work, and it runs off the event loop. Build
-and encode run in a worker thread in the operator; the table shows that share.
+apiserver) is not here: it is a wait, not work, and it runs off the event loop. From
+extract on, the stages run in a worker thread in the operator; the table shows that share.
 
 Figures that matter are ratios against baselines measured in the same run: the same
 reconcile for a 100-pod router (does the cost grow linearly?), and a plain
@@ -49,8 +49,8 @@ CONFIGMAP_LIMIT = 1024 * 1024
 SIZES = (("4b", 48), ("7b", 32), ("14b", 16))
 NAMESPACE = "llm"
 STAGES = ("queries", "select", "extract", "weigh", "build", "encode (check, dump, hash)")
-OFF_LOOP = STAGES[-2:]
-"""The stages the operator runs in a worker thread."""
+OFF_LOOP = STAGES[2:]
+"""The stages the operator runs in a worker thread (extract, weigh, build, encode)."""
 
 
 def spec() -> ZetaRouterSpec:
@@ -248,7 +248,7 @@ def report(runs: list[Run], small: Run, clock: str) -> str:
         ),
         row("**whole reconcile**", [run.total_ms for run in runs], small.total_ms, "ms"),
         row(
-            "of which in a worker thread (build, encode)",
+            "of which in a worker thread (extract to encode)",
             [off_loop(run) for run in runs],
             off_loop(small),
             "ms",
