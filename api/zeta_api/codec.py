@@ -445,18 +445,10 @@ def _fast_number(t: TypeInfo, meta: Meta) -> Fast:
 def dump(value: object) -> dict[str, object]:
     """The wire form of a record: camelCase keys, ``None`` fields left out."""
     out: dict[str, object] = {}
-    for attr, wire, t, meta in _dump_plan(type(value)):
+    for attr, wire, t, meta, as_is in _dump_plan(type(value)):
         v = getattr(value, attr)
         if v is not None:
-            kind = type(v)
-            # Plain strings, booleans, integers and floats in fields of their kind go out
-            # as they are: asked first, because they are most of a table's leaves.
-            if ((kind is str or kind is bool or kind is int) and t.tag in _AS_IS) or (
-                kind is float and t.tag == "float" and not meta.duration
-            ):
-                out[wire] = v
-            else:
-                out[wire] = dump_value(t, meta, v)
+            out[wire] = v if type(v) in as_is else dump_value(t, meta, v)
     return out
 
 
@@ -476,12 +468,27 @@ def dump_value(t: TypeInfo, meta: Meta, v: object) -> object:
     return v
 
 
-def _dump_plan(cls: type) -> tuple[tuple[str, str, TypeInfo, Meta], ...]:
+DumpStep = tuple[str, str, TypeInfo, Meta, frozenset[type]]
+"""A field to dump: attribute, wire name, type, declaration, and the exact types of value
+that go out as they are (what :func:`dump_value` would return unchanged)."""
+
+
+def _dump_plan(cls: type) -> tuple[DumpStep, ...]:
     found = _DUMP_PLANS.get(cls)
     if found is None:
-        found = _DUMP_PLANS[cls] = tuple((f.attr, f.meta.wire, f.type, f.meta) for f in plan(cls))
+        found = _DUMP_PLANS[cls] = tuple(
+            (f.attr, f.meta.wire, f.type, f.meta, _as_is(f.type, f.meta)) for f in plan(cls)
+        )
     return found
 
 
-_AS_IS = frozenset({"str", "int", "bool", "enum"})
-_DUMP_PLANS: dict[type, tuple[tuple[str, str, TypeInfo, Meta], ...]] = {}
+def _as_is(t: TypeInfo, meta: Meta) -> frozenset[type]:
+    # Most of a table's leaves: decided by one set lookup, not dump_value's questions.
+    if t.tag in ("str", "int", "bool", "enum"):
+        return frozenset({str, bool, int})
+    if t.tag == "float" and not meta.duration:
+        return frozenset({float})
+    return frozenset()
+
+
+_DUMP_PLANS: dict[type, tuple[DumpStep, ...]] = {}
