@@ -76,6 +76,7 @@ from zeta_api.table import (
     TABLE_API_VERSION,
     TABLE_KEY,
     TABLE_KIND,
+    EncodedTable,
     Endpoint,
     EndpointLoad,
     ModelEntry,
@@ -83,6 +84,7 @@ from zeta_api.table import (
     VirtualModelEntry,
     content_hash,
     dump_routing_table,
+    encode_routing_table,
     parse_routing_table,
 )
 from zeta_api.traffic import PriorityClass, QueueTimeoutStatus, Tenant, Traffic
@@ -110,6 +112,7 @@ __all__ = [
     "Condition",
     "ConditionStatus",
     "DurationError",
+    "EncodedTable",
     "Endpoint",
     "EndpointLoad",
     "Engine",
@@ -151,6 +154,7 @@ __all__ = [
     "ZetaRouterStatus",
     "content_hash",
     "dump_routing_table",
+    "encode_routing_table",
     "format_duration",
     "parse_duration",
     "parse_routing_table",

@@ -96,9 +96,13 @@ class LabelSelector:
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a pod with these labels is selected, with Kubernetes' semantics."""
-        if any(labels.get(k) != v for k, v in self.match_labels.items()):
-            return False
-        return all(req.matches(labels) for req in self.match_expressions)
+        # A loop, not any() over a generator: this runs per pod and model.
+        for key, value in self.match_labels.items():
+            if labels.get(key) != value:
+                return False
+        return not self.match_expressions or all(
+            req.matches(labels) for req in self.match_expressions
+        )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(

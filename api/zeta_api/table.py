@@ -14,17 +14,22 @@ model that has endpoints to serve must give some of them a positive weight.
 :func:`dump_routing_table` writes the canonical form (sorted keys, compact), and
 :func:`content_hash` hashes it without ``revision`` and ``generatedAt``, so the
 operator can tell a material change from a mere re-publication and spare watchers
-and the kubelet needless updates.
+and the kubelet needless updates. :func:`encode_routing_table` gives both from one
+serialisation, after checking the table where it stands for everything the parser
+would refuse (:func:`zeta_api.codec.check`, the cross-field rules, the size): what the
+operator builds is valid before it is written, without being parsed back.
 """
 
 import hashlib
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 from zeta_api.balancing import Balancing
-from zeta_api.codec import dump, load
+from zeta_api.codec import check, dump, load
 from zeta_api.errors import TableError
 from zeta_api.models import (
     MODEL_NAME_MAX_LENGTH,
@@ -43,6 +48,7 @@ __all__ = [
     "TABLE_API_VERSION",
     "TABLE_KEY",
     "TABLE_KIND",
+    "EncodedTable",
     "Endpoint",
     "EndpointLoad",
     "ModelEntry",
@@ -50,6 +56,7 @@ __all__ = [
     "VirtualModelEntry",
     "content_hash",
     "dump_routing_table",
+    "encode_routing_table",
     "parse_routing_table",
 ]
 
@@ -183,31 +190,77 @@ def _from_document(doc: dict[str, object]) -> RoutingTable:
     return table
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedTable:
+    """A table ready to publish: its canonical JSON, and that JSON's content hash."""
+
+    text: str
+    content_hash: str
+    size: int
+    """Bytes of ``text`` in UTF-8."""
+
+
+def encode_routing_table(
+    table: RoutingTable, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> EncodedTable:
+    """The canonical JSON of a table and its content hash, from one serialisation;
+    raise :class:`TableError` saying what :func:`parse_routing_table` would refuse.
+
+    The table is checked where it stands (each field as the parser would check it,
+    then the cross-field rules and the size), not by parsing its JSON back."""
+    fields = _serialised(table)
+    text = _object(fields)
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # a lone surrogate, which UTF-8 cannot carry
+        raise TableError(f"table holds text UTF-8 cannot carry: {exc}") from exc
+    check(table, path="", error=TableError)
+    _check(table)
+    if size > max_bytes:
+        raise TableError(f"table is {size} bytes, over the limit of {max_bytes}")
+    return EncodedTable(text, _hash(fields), size)
+
+
 def dump_routing_table(table: RoutingTable, *, validate: bool = True) -> str:
     """The canonical JSON of a table: sorted keys, compact, UTF-8 as is.
 
-    With ``validate`` (the default) the result is parsed back first, so the operator
-    can never publish a table the sidecars would refuse.
+    With ``validate`` (the default) the table is checked first, so the operator can
+    never publish a table the sidecars would refuse (see :func:`encode_routing_table`).
     """
-    text = _canonical(_document(table))
     if validate:
-        _from_document(json.loads(text))
-    return text
+        return encode_routing_table(table).text
+    return _object(_serialised(table))
 
 
 def content_hash(table: RoutingTable) -> str:
     """SHA-256 (hex) of the canonical form without ``revision`` and ``generatedAt``."""
-    doc = _document(table)
-    for key in _VOLATILE:
-        doc.pop(key, None)
-    return hashlib.sha256(_canonical(doc).encode()).hexdigest()
+    return _hash(_serialised(table))
 
 
 def _document(table: RoutingTable) -> dict[str, object]:
     return {"apiVersion": TABLE_API_VERSION, "kind": TABLE_KIND, **dump(table)}
 
 
-def _canonical(doc: Mapping[str, object]) -> str:
+def _serialised(table: RoutingTable) -> list[tuple[str, str]]:
+    """Each top-level field as ``"key":value`` in canonical form, in key order: the
+    pieces of both the whole JSON and the JSON hashed, serialised once."""
+    return [
+        (key, f"{_canonical(key)}:{_canonical(value)}")
+        for key, value in sorted(_document(table).items())
+    ]
+
+
+def _object(fields: list[tuple[str, str]]) -> str:
+    # The canonical form of a JSON object is its members in key order, comma-separated.
+    return "{" + ",".join(member for _, member in fields) + "}"
+
+
+def _hash(fields: list[tuple[str, str]]) -> str:
+    stable = _object([(key, member) for key, member in fields if key not in _VOLATILE])
+    return hashlib.sha256(stable.encode()).hexdigest()
+
+
+def _canonical(doc: object) -> str:
     try:
         return json.dumps(
             doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -237,7 +290,7 @@ def _no_constants(name: str) -> object:
 
 
 def _check(table: RoutingTable) -> None:
-    seen: dict[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int], str] = {}
+    seen: dict[tuple[object, int], tuple[str, int]] = {}
     positive_models = 0
     any_endpoint = False
     for name, model in table.models.items():
@@ -245,14 +298,20 @@ def _check(table: RoutingTable) -> None:
         _check_name(name, where)
         positive_endpoints = serving = 0
         for i, ep in enumerate(model.endpoints):
-            at = f"{where}.endpoints[{i}]"
-            key = _parse_address(ep.address, f"{at}.address")
+            # Paths are spelt only for a message: a table has thousands of endpoints.
+            key = _ipv4_key(ep.address) or _parse_address(
+                ep.address, f"{where}.endpoints[{i}].address"
+            )
             if key in seen:
-                raise TableError(f"{at}.address: duplicate {ep.address!r} (also {seen[key]})")
-            seen[key] = f"{at}.address"
+                also = "models[{}].endpoints[{}].address".format(*seen[key])
+                raise TableError(
+                    f"{where}.endpoints[{i}].address: duplicate {ep.address!r} (also {also})"
+                )
+            seen[key] = name, i
             if ep.draining and ep.weight > 0:
                 raise TableError(
-                    f"{at}.weight: must be 0 for a draining endpoint, got {ep.weight!r}"
+                    f"{where}.endpoints[{i}].weight: must be 0 for a draining endpoint, "
+                    f"got {ep.weight!r}"
                 )
             serving += not ep.draining
             positive_endpoints += ep.weight > 0
@@ -283,9 +342,23 @@ def _check_name(name: str, where: str) -> None:
         raise TableError(f"{where}: not a valid model name (must match {MODEL_NAME_PATTERN})")
 
 
-def _parse_address(
-    address: str, where: str
-) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+# Dotted-quad IPv4 as ipaddress takes it (decimal, no leading zero): one spelling per
+# address, so the text itself is the key. It spares ipaddress' parse for nearly every pod.
+_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
+
+
+def _ipv4_key(address: str) -> tuple[object, int] | None:
+    """The key of a valid IPv4 ``ip:port``, or ``None``: ask :func:`_parse_address`."""
+    host, _, port = address.rpartition(":")
+    if _IPV4.fullmatch(host) and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535:
+        return host, int(port)
+    return None
+
+
+def _parse_address(address: str, where: str) -> tuple[object, int]:
     """``ip:port`` to a comparable key: two spellings of one IPv6 address are one pod."""
     host, _, port = address.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
@@ -297,4 +370,5 @@ def _parse_address(
         raise TableError(f"{where}: IPv6 addresses are written [ip]:port, got {address!r}")
     if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise TableError(f"{where}: port must be 1..65535, got {address!r}")
-    return ip, int(port)
+    # IPv4 keys are their canonical text, as :func:`_ipv4_key` gives them.
+    return (str(ip) if ip.version == 4 else ip), int(port)

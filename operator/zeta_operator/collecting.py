@@ -8,6 +8,7 @@ them into per-pod loads (pure, :mod:`.metrics.extraction`) with a verdict on the
 exception: the ladder decides what it means.
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
@@ -58,7 +59,10 @@ class Collector:
             results = await awaiting(self.source.fetch(plan))
         except MetricsError as exc:
             return metrics_failed(exc.reason, str(exc))
-        loads = extract(results, names, now=time.time(), max_age=self.settings.sample_max_age)
+        # Pure, and it grows with the pods: in a worker thread, off the event loop.
+        loads = await asyncio.to_thread(
+            extract, results, names, now=time.time(), max_age=self.settings.sample_max_age
+        )
         return assess(loads, names)
 
     def close(self) -> None:

@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 TRUE, FALSE = ConditionStatus.TRUE, ConditionStatus.FALSE
+_UNKNOWN = PodLoad()
+"""The load of a pod Prometheus said nothing about (one value, not one per pod)."""
 Selection = Mapping[str, list[PodRecord]]
 Event = tuple[str, str, str]
 """(type, reason, message) of a Kubernetes Event about the router."""
@@ -156,7 +158,7 @@ def model_inputs(
                 weighting.PodInput(
                     name=p.name,
                     capacity=m.capacity,
-                    load=loads.get(p.name, PodLoad()),
+                    load=loads.get(p.name, _UNKNOWN),
                     draining=p.draining,
                 )
                 for p in selection.get(m.name, [])

@@ -5,8 +5,13 @@ ConfigMap only when its content changed materially (the content hash, see
 :func:`zeta_api.content_hash`), with a revision that only grows, even across restarts
 and leader hand-overs (carried in the status); and patches the status only when it
 changed. The calls themselves are :mod:`.apiserver`'s.
+
+Building, checking, serialising and hashing a table grow with its pods (tens of
+milliseconds for a 10,000-pod router), so they run in a worker thread: the event loop
+keeps serving kopf's watches and the other routers meanwhile.
 """
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -14,13 +19,13 @@ from typing import Any
 from zeta_api import (
     CONDITION_READY,
     ConditionStatus,
+    EncodedTable,
     StatusError,
     TableError,
     TableStatus,
     ZetaRouterSpec,
     ZetaRouterStatus,
-    content_hash,
-    dump_routing_table,
+    encode_routing_table,
     parse_status,
 )
 from zeta_operator.apiserver import ConfigMapConflict, Published, Publisher
@@ -93,37 +98,42 @@ class Publication:
         except ConfigMapConflict as exc:
             return _ready(ConditionStatus.FALSE, "ConfigMapConflict", str(exc))
         floor = max(self.revision_floor, self.published.revision if self.published else 0)
-        table = build_table(
-            router=f"{self.namespace}/{self.name}",
-            spec=spec,
-            selection=selection,
-            weights=weights,
-            loads=loads,
-            revision=floor + 1,
-            generated_at=now_text(),
-            precision=self.precision,
-        )
-        digest = content_hash(table)
+        generated_at = now_text()
+
+        def encode() -> EncodedTable:
+            table = build_table(
+                router=f"{self.namespace}/{self.name}",
+                spec=spec,
+                selection=selection,
+                weights=weights,
+                loads=loads,
+                revision=floor + 1,
+                generated_at=generated_at,
+                precision=self.precision,
+            )
+            return encode_routing_table(table)
+
+        try:
+            encoded = await asyncio.to_thread(encode)
+        except TableError as exc:
+            return _ready(ConditionStatus.FALSE, "TableInvalid", str(exc))
+        digest = encoded.content_hash
         pods = sum(len(p) for p in selection.values())
         if self.published is not None and self.published.content_hash == digest:
             return _ready(
                 ConditionStatus.TRUE, "TablePublished", f"{pods} pods in revision {floor}"
             )
-        try:
-            text = dump_routing_table(table)
-        except TableError as exc:
-            return _ready(ConditionStatus.FALSE, "TableInvalid", str(exc))
         published = Published(floor + 1, digest)
         await self.publisher.write(
             namespace=self.namespace,
             name=name,
             router=self.name,
             router_uid=self.uid,
-            text=text,
+            text=encoded.text,
             published=published,
         )
         self.published, self.revision_floor = published, published.revision
-        self.table_status = TableStatus(revision=published.revision, updated_at=table.generated_at)
+        self.table_status = TableStatus(revision=published.revision, updated_at=generated_at)
         return _published(pods, published.revision)
 
     async def status(self, stored: object, generation: int, outcome: Outcome) -> None:

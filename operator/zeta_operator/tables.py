@@ -6,7 +6,6 @@ content hash (see :func:`zeta_api.content_hash`) then stays put and the ConfigMa
 not rewritten.
 """
 
-import ipaddress
 from collections.abc import Mapping
 
 from zeta_api import (
@@ -24,8 +23,12 @@ __all__ = ["address", "build_table"]
 
 
 def address(ip: str, port: int) -> str:
-    """``ip:port``, with IPv6 in brackets as the table requires."""
-    return f"[{ip}]:{port}" if ipaddress.ip_address(ip).version == 6 else f"{ip}:{port}"
+    """``ip:port``, with IPv6 in brackets as the table requires.
+
+    Of the addresses a pod may have, only IPv6 ones hold a colon; whether ``ip`` is an
+    address at all is the table's check (:func:`zeta_api.encode_routing_table`), which
+    refuses the table rather than publish it."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _round(value: float, precision: int, *, positive: bool) -> float:

@@ -17,20 +17,6 @@ from zeta_operator.snapshots import PodLoad
 __all__ = ["extract", "samples_by_pod"]
 
 
-def _value(sample: Mapping[str, Any], *, now: float, max_age: float) -> float | None:
-    try:
-        stamp, text = sample["value"]
-        value = float(text)
-        stamp = float(stamp)
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    if now - stamp > max_age:
-        return None
-    return value
-
-
 def samples_by_pod(
     result: Iterable[Mapping[str, Any]], *, now: float, max_age: float
 ) -> dict[str, float]:
@@ -42,13 +28,22 @@ def samples_by_pod(
     values: dict[str, float] = {}
     for sample in result:
         metric = sample.get("metric")
-        pod = metric.get("pod") if isinstance(metric, Mapping) else None
+        # Parsed JSON gives dicts: the exact type is asked first, the ABC only otherwise.
+        pod = metric.get("pod") if type(metric) is dict or isinstance(metric, Mapping) else None
         if not isinstance(pod, str) or not pod:
             continue
-        value = _value(sample, now=now, max_age=max_age)
-        if value is None:
+        # Inline, not a helper: this runs once per pod and signal.
+        try:
+            stamp, text = sample["value"]
+            value = float(text)
+            stamp = float(stamp)
+        except (KeyError, TypeError, ValueError):
             continue
-        values[pod] = max(value, values.get(pod, value))
+        if not math.isfinite(value) or value < 0 or now - stamp > max_age:
+            continue
+        previous = values.get(pod)
+        if previous is None or not previous > value:  # as max(value, previous)
+            values[pod] = value
     return values
 
 

@@ -14,6 +14,7 @@ A signal with no query (an engine exporting no such metric, e.g. vLLM has no fai
 counter) is simply not read: the weighting treats it as unknown, i.e. neutral.
 """
 
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -46,7 +47,13 @@ def pods_regex(pod_names: Iterable[str]) -> str:
     return "|".join(_escape(name) for name in sorted(set(pod_names)))
 
 
+# `\w` is what str.isalnum() takes, and `_`: most pod names need no escape at all.
+_PLAIN = re.compile(r"[\w-]*")
+
+
 def _escape(name: str) -> str:
+    if _PLAIN.fullmatch(name):
+        return name
     return "".join(c if c.isalnum() or c in "-_" else "\\\\" + c for c in name)
 
 
