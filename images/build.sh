@@ -30,6 +30,9 @@ if ((${#missing[@]})); then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
 fi
 
+# podman 4.3 fails on a .dockerignore entry that does not exist ("lstat build"), as
+# in a fresh clone: the output folder is made first.
+mkdir -p "$OUT"
 BASE_IMAGE=$BASE_IMAGE OUT=$OUT images/debian-base.sh
 secret=()
 [[ -s $PIP_CA ]] && secret=(--secret "id=pip-ca,src=$PIP_CA")
