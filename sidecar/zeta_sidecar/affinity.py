@@ -20,8 +20,10 @@ The choice (:meth:`AffinityIndex.choose`), among the pods the bounded-load rule
 1. a session whose pin (what this replica last sent it to) is on an eligible pod stays
    there; a pin on a pod over its bound, ejected or gone moves;
 2. a prefix goes to the pod this replica last sent its longest known prefix to, when
-   that prefix covers at least the conversation's opening (the index knows this very
-   conversation, or a longer prompt);
+   that prefix covers the conversation's opening and more (the index knows an earlier
+   turn of this very conversation: an opening's full blocks alone may be a system
+   prompt that other conversations share). A prompt has no structure that tells a
+   shared preamble from its own text: it is placed by its whole hashed text;
 3. otherwise the placement order every replica computes alike: rendezvous (highest
    random weight) hashing of the placement key (or session) over the model's pods, the
    first eligible pod in that order. With several gateway replicas a conversation so
@@ -117,7 +119,7 @@ class Keys:
     chain: Sequence[int]
     """Hashes of the leading blocks, each covering the blocks before it, shortest first."""
     opening: int
-    """Blocks of the chain inside the conversation's opening."""
+    """Blocks that cover the conversation's opening, a partial last block included."""
     placement: int | None
     """The placement key every replica computes alike; ``None`` without prefix affinity."""
     session: str | None = None
@@ -215,7 +217,11 @@ def request_keys(
     if not text:
         return None
     chain = block_chain(text, plan.block_chars, plan.max_blocks)
-    return Keys(chain, opening // plan.block_chars, _key(text[: min(opening, limit)]))
+    # Blocks to cover the opening, its partial last block included: the index decides only
+    # when it knows more than the opening, since an opening's full blocks may all be a
+    # system prompt other conversations share.
+    covering = -(-opening // plan.block_chars)
+    return Keys(chain, covering, _key(text[: min(opening, limit)]))
 
 
 def under_bound(

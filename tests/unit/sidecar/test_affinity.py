@@ -247,17 +247,25 @@ def test_a_pod_leaving_moves_only_the_keys_it_held() -> None:
 def test_the_index_sends_a_conversation_where_it_went_and_bounds_it() -> None:
     index = AffinityIndex()
     assert PLAN is not None
-    first = request_keys(chat("Plan a trip."), {}, PLAN)
-    later = request_keys(chat("Plan a trip.", "Sure: ...", "Cheaper?"), {}, PLAN)
-    assert first is not None
+    opening = request_keys(chat("Plan a trip."), {}, PLAN)
+    second = request_keys(chat("Plan a trip.", "Sure: ...", "Where to?"), {}, PLAN)
+    later = request_keys(
+        chat("Plan a trip.", "Sure: ...", "Where to?", "Rome.", "Cheaper?"), {}, PLAN
+    )
+    assert opening is not None
+    assert second is not None
     assert later is not None
-    index.record(first, "c:1", 0.0)  # say it had been bounded out to c
+    # Its opening alone known (all but a partial block of it is the shared system
+    # prompt): the placement decides, not the index.
+    index.record(opening, "c:1", 0.0)
+    assert index.choose(later, PLAN, [True] * 3, 1.0)[2] == "placed"
+    index.record(second, "c:1", 0.0)  # say it had been bounded out to c
     assert index.choose(later, PLAN, [True] * 3, 1.0) == (2, "prefix", "hit")
     i, kind, outcome = index.choose(later, PLAN, [True, True, False], 1.0)
     assert (kind, outcome) == ("prefix", "bounded_out")
     assert i in (0, 1)
-    # Only the shared system prompt known: the placement decides, not the index.
-    stranger = request_keys(chat("Something else entirely, please."), {}, PLAN)
+    # Another conversation, the same system prompt: the placement decides, not the index.
+    stranger = request_keys(chat("Something else entirely, please.", "Yes?", "More."), {}, PLAN)
     assert stranger is not None
     assert index.choose(stranger, PLAN, [True] * 3, 1.0)[2] == "placed"
 
@@ -355,7 +363,7 @@ def test_a_retry_leaves_affinity_aside_and_the_index_follows_the_request() -> No
     model, balancing = snap.models["m"], snap.balancing
     assert model.affinity is not None
     router = Router(rand=random.Random(0).random, headroom=0.25)
-    keys = request_keys(chat("Retry me."), {}, model.affinity)
+    keys = request_keys(chat("Retry me.", "Done. " * 100, "Again?"), {}, model.affinity)
     assert keys is not None
     first = router.pick(model, balancing, 0.0, 1, keys=keys)
     retry = router.pick(model, balancing, 0.0, 1, first, keys=keys)
