@@ -169,7 +169,8 @@ def render(body: Mapping[str, object], limit: int) -> tuple[str, int] | None:
                 continue
             role = message.get("role")
             role = role if type(role) is str else ""
-            piece = f"{role}\n{_content(message.get('content'))}\n"
+            # Cut to what is left of the limit: a huge message is not copied whole.
+            piece = f"{role}\n{_content(message.get('content'))[: limit - size]}\n"
             pieces.append(piece)
             size += len(piece)
             if opening < 0 and role not in _OPENING_ROLES:
@@ -318,8 +319,8 @@ def _rendezvous(key: int, seeds: Sequence[int], eligible: Sequence[bool]) -> tup
     A pod's score is a 64-bit mix of the key and its seed (SplitMix64's finaliser): the
     same in every process, so every replica ranks the pods alike; and even, so each pod
     is first for its share of keys (Python's tuple hash, unsalted too, is not even: it
-    made one of five pods first for 36% of the keys). A pod that leaves moves only the keys it
-    ranked first."""
+    made one of five pods first for 36% of the keys). A pod that leaves moves only the
+    keys it ranked first."""
     scores = []
     for seed in seeds:
         x = ((key ^ seed) * _MIX1) & _MASK
