@@ -39,7 +39,6 @@ import math
 import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import Generic, TypeVar
 
 from zeta_api import Affinity, ModelAffinity
@@ -233,8 +232,9 @@ def under_bound(
     The bound of a pod is ``ceil((1 + epsilon) * (L + 1) * c / C)``, with ``L`` the
     serving pods' load, ``C`` their capacity and ``c`` the pod's: its share by capacity of
     the load with this request, plus epsilon, rounded up to whole requests (so an idle
-    model's pods take one request each, as the paper's bound does). Some serving pod is
-    always within it: the least loaded is at most average."""
+    model's pods take one request each, as the paper's bound does). With loads in whole
+    requests some serving pod is always within it, the least loaded being at most
+    average; a fractional reported load may leave none (the ordinary picker decides)."""
     total = capacity = 0.0
     for load, cap, ok in zip(loads, capacities, serving, strict=True):
         if ok:
@@ -281,7 +281,8 @@ class Lru(Generic[K]):
         # Twice as many expired entries dropped as were put, at most: a cost in proportion
         # to the request's, and one that outpaces the growth, so expired entries do not
         # linger while there is traffic.
-        for first in list(islice(entries, 2 * len(keys))):
+        for _ in range(2 * len(keys)):
+            first = next(iter(entries))  # usually unexpired: one look, and done
             if entries[first][1] > now:
                 break
             del entries[first]

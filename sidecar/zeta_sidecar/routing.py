@@ -219,15 +219,8 @@ class Router:
         if keys is not None and plan is not None and exclude is None:
             weights = model.weights(now, balancing.warmup, epoch)
             pods = model.pods
-            r = self.replicas
             eligible = under_bound(
-                # pod_load, pod by pod, inlined: a method call per pod would double the cost.
-                [
-                    p.inflight
-                    if p.reported is None
-                    else max(p.reported + (p.inflight - p.inflight_at_report) * r, p.inflight * r)
-                    for p in pods
-                ],
+                list(map(self.pod_load, pods)),
                 [p.capacity for p in pods],
                 [w > 0 for w in weights],
                 plan.epsilon,
