@@ -5,8 +5,6 @@ import json
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from zeta_sidecar.testing import endpoint, table_json
 from zeta_testbed.testbed import PodInfo, Testbed
 
@@ -38,14 +36,10 @@ def _served(replicas: list[SidecarProcess], pods: list[PodInfo]) -> list[float]:
     ]
 
 
-@pytest.fixture
-def four_pods(testbed: Testbed, namespace: str) -> list[PodInfo]:
-    return [testbed.add_pod("7b", namespace=namespace) for _ in range(4)]
-
-
 def test_two_replicas_keep_each_conversation_and_session_on_one_pod(
-    four_pods: list[PodInfo], sidecar: SidecarFactory, tmp_path: Path
+    testbed: Testbed, namespace: str, sidecar: SidecarFactory, tmp_path: Path
 ) -> None:
+    four_pods = [testbed.add_pod("7b", namespace=namespace) for _ in range(4)]
     path = tmp_path / "routing.json"
     path.write_text(
         table_json(
