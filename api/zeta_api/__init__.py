@@ -16,8 +16,9 @@ Layers, bottom up, one job each:
   :mod:`~zeta_api.models` (models and virtual models), :mod:`~zeta_api.signals` (the
   load signals as one table: wire name, field, default PromQL per engine),
   :mod:`~zeta_api.policy` (how load becomes weights), :mod:`~zeta_api.balancing`
-  (how sidecars pick, retry, eject) and :mod:`~zeta_api.traffic` (priority classes,
-  admission, rate limits);
+  (how sidecars pick, retry, eject), :mod:`~zeta_api.affinity` (prefix and session
+  affinity, bounded by load; used by balancing and by models) and
+  :mod:`~zeta_api.traffic` (priority classes, admission, rate limits);
 - the documents: :mod:`~zeta_api.spec` (the ZetaRouter spec, assembled),
   :mod:`~zeta_api.status` (its status) and :mod:`~zeta_api.table` (the routing table);
 - :mod:`~zeta_api.crd` generates the CRD (``python -m zeta_api.crd``).
@@ -25,6 +26,7 @@ Layers, bottom up, one job each:
 What is exported here is the public surface; the field machinery is not.
 """
 
+from zeta_api.affinity import Affinity, ModelAffinity
 from zeta_api.balancing import Balancing, Outlier, Picker, Retry, Timeouts
 from zeta_api.durations import DURATION_PATTERN, format_duration, parse_duration
 from zeta_api.errors import DurationError, SpecError, StatusError, TableError, ZetaApiError
@@ -106,6 +108,7 @@ __all__ = [
     "TABLE_KEY",
     "TABLE_KIND",
     "VERSION",
+    "Affinity",
     "Balancing",
     "ClassInForce",
     "ClassifierSpec",
@@ -118,6 +121,7 @@ __all__ = [
     "Engine",
     "Fallback",
     "LabelSelector",
+    "ModelAffinity",
     "ModelEntry",
     "ModelSpec",
     "ModelStatus",

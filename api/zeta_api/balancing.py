@@ -1,4 +1,4 @@
-"""How the sidecar balances: picker, retries, outlier ejection, timeouts, warm-up.
+"""How the sidecar balances: picker, retries, outlier ejection, timeouts, warm-up, affinity.
 
 Declared once and used twice: as the optional ``spec.balancing`` of a ``ZetaRouter``
 (what the admin asks for) and as ``balancing`` in the routing table (what the operator
@@ -10,6 +10,7 @@ outlier detection, Linkerd's retry budget), and every one is documented for
 
 import enum
 
+from zeta_api.affinity import Affinity
 from zeta_api.schema import prop, record
 
 __all__ = ["Balancing", "Outlier", "Picker", "Retry", "Timeouts"]
@@ -130,3 +131,8 @@ class Balancing:
     retry: Retry = prop("Retries before any byte reached the client.", default_factory=Retry)
     outlier: Outlier = prop("Ejection of failing pods.", default_factory=Outlier)
     timeouts: Timeouts = prop("Upstream timeouts.", default_factory=Timeouts)
+    affinity: Affinity | None = prop(
+        "Prefix and session affinity of requests to pods, bounded by load (every "
+        "model's, unless it declares its own); absent: none.",
+        default=None,
+    )

@@ -9,6 +9,7 @@ with the routing table, which repeats these declarations for the sidecar.
 import enum
 from typing import ClassVar
 
+from zeta_api.affinity import ModelAffinity
 from zeta_api.schema import Rule, Violation, prop, record
 from zeta_api.selectors import LabelSelector
 
@@ -95,6 +96,11 @@ class ModelSpec:
     static: bool = prop(
         "Pin this model's weights to its base weight: no load feedback from Prometheus.",
         default=False,
+    )
+    affinity: ModelAffinity | None = prop(
+        "This model's prefix and session affinity, in place of spec.balancing.affinity's "
+        "(whose session header and index settings still apply, or their defaults).",
+        default=None,
     )
 
     def __post_init__(self) -> None:

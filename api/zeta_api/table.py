@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from zeta_api.affinity import ModelAffinity
 from zeta_api.balancing import Balancing
 from zeta_api.codec import check, dump, load
 from zeta_api.errors import TableError
@@ -118,6 +119,10 @@ class ModelEntry:
         "Weights pinned to the admin's base weights (no load feedback).", default=False
     )
     endpoints: tuple[Endpoint, ...] = prop("The model's pods.", default=())
+    affinity: ModelAffinity | None = prop(
+        "The model's own affinity settings, in place of balancing.affinity's; null: those.",
+        default=None,
+    )
 
 
 @record

@@ -82,6 +82,7 @@ def build_table(
             saturated=weights.saturated.get(model.name, False),
             static=model.static or spec.policy.static,
             endpoints=endpoints,
+            affinity=model.affinity,
         )
     return RoutingTable(
         router=router,

@@ -22,8 +22,10 @@ State, shared across requests:
 
 - :mod:`~zeta_sidecar.table_store`: tables validated, compiled and swapped in, the last
   good one kept, pods' state carried across tables;
+- :mod:`~zeta_sidecar.affinity`: a request's prefix and session keys, the load bound,
+  rendezvous placement, and the bounded index of where this replica sent what;
 - :mod:`~zeta_sidecar.routing`: request -> model -> pod: virtual models, spillover,
-  saturation;
+  saturation, affinity within the load bound;
 - :mod:`~zeta_sidecar.traffic`: a request's class and tenant;
 - :mod:`~zeta_sidecar.admission`: the wait queue of a saturated model, by priority;
 - :mod:`~zeta_sidecar.metrics`: the Prometheus metrics;

@@ -10,6 +10,7 @@ admission queue when it ends. The first answer that stands is handed to a
 
 from aiohttp import web
 
+from zeta_sidecar.affinity import Keys
 from zeta_sidecar.errors import ApiError, NoHealthyPod, UpstreamFailed, UpstreamTimeout
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.headers import request_head, upstream_headers
@@ -35,9 +36,11 @@ async def forward(  # noqa: PLR0915  # one retry loop reads best in one place
     queued: bool,
     usage: Usage | None,
     explained: tuple[str, str] | None,
+    keys: Keys | None = None,
 ) -> web.StreamResponse:
     """Send ``payload`` to a pod of ``model`` (``name``: what the client asked for) and
-    relay its answer; ``queued``: admitted from the queue, so its room is passed on."""
+    relay its answer; ``queued``: admitted from the queue, so its room is passed on;
+    ``keys``: the request's affinity keys, if the model has affinity."""
     balancing = snapshot.balancing
     timeouts = balancing.timeouts
     headers = upstream_headers(request.headers)
@@ -53,7 +56,7 @@ async def forward(  # noqa: PLR0915  # one retry loop reads best in one place
                 gw.metrics.retries_denied.labels(model.name).inc()
                 break
             gw.metrics.retries.labels(model.name).inc()
-        pod = gw.router.pick(model, balancing, start, gw.store.epoch, failed)
+        pod = gw.router.pick(model, balancing, start, gw.store.epoch, failed, keys=keys)
         if pod is None:
             break
         pod.inflight += 1

@@ -52,6 +52,8 @@ class Gateway:
         self.router.follow(self.traffic.traffic)
         self.metrics = Metrics(self.store.pods)
         self.metrics.watch_queues(self.admission.queued)
+        self.metrics.watch_affinity(self.router.affinity)
+        self.router.decided = self.metrics.affinity_decision
         self.classifier = Classifier(self.metrics.classifier_fallback)
         """External tier classifiers of virtual models (a session of its own, opened lazily)."""
         retry = Retry()  # the table's defaults, until a table says otherwise
@@ -85,6 +87,7 @@ class Gateway:
             self.metrics.forget(self.store.departed)
             retry = snapshot.balancing.retry
             self.budget.budget, self.budget.min_per_second = retry.budget, retry.min_per_second
+            self.router.affinity.configure(snapshot.balancing.affinity)
             if snapshot.table.traffic != self.traffic.traffic:
                 self.traffic = TrafficPolicy(snapshot.table.traffic, self.clock(), self.traffic)
                 self.router.follow(snapshot.table.traffic)

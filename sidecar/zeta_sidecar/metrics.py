@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from zeta_sidecar.affinity import AffinityIndex
 from zeta_sidecar.pods import Pod
 
 __all__ = ["Metrics"]
@@ -81,6 +82,24 @@ class _QueueCollector(Collector):
         )
         for model, count in self._queued().items():
             family.add_metric([model], count)
+        yield family
+
+
+class _AffinityCollector(Collector):
+    """Entries of the affinity index, by kind, read when scraped."""
+
+    def __init__(self, index: AffinityIndex) -> None:
+        self._index = index
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "zeta_affinity_index_entries",
+            "Entries of this replica's affinity index, by kind: prefix (blocks), session "
+            "(pins). Bounded by balancing.affinity.indexEntries per kind.",
+            labels=["kind"],
+        )
+        family.add_metric(["prefix"], len(self._index.prefixes))
+        family.add_metric(["session"], len(self._index.sessions))
         yield family
 
 
@@ -189,12 +208,23 @@ class Metrics:
             ["model", "reason"],
             registry=r,
         )
+        self.affinity_decisions = Counter(
+            "zeta_affinity_decisions",
+            "Affinity decisions, by model, kind (prefix, session) and outcome: hit (the pod "
+            "this replica last sent it to), placed (the placement order's first pod), "
+            "bounded_out (that pod over its load bound: a later one), session_moved (the "
+            "pinned pod over its bound, ejected or gone), no_candidate (no pod within the "
+            "bound: the ordinary picker chose).",
+            ["model", "kind", "outcome"],
+            registry=r,
+        )
         r.register(_PodCollector(pods))
         r.register(_TaskCollector())
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
         self._ttfb_children: dict[str, Histogram] = {}
         self._admission_children: dict[tuple[str, str, str, str], Counter] = {}
+        self._affinity_children: dict[tuple[str, str, str], Counter] = {}
 
     def request(self, model: str, chosen: str, pod: str, code: int) -> None:
         """Count one answered request."""
@@ -230,6 +260,18 @@ class Metrics:
         child = self._admission_children.get(key)
         if child is None:
             child = _cache(self._admission_children, key, self.admissions, *key)
+        child.inc()
+
+    def watch_affinity(self, index: AffinityIndex) -> None:
+        """Export the affinity index's size (read at scrape time)."""
+        self.registry.register(_AffinityCollector(index))
+
+    def affinity_decision(self, model: str, kind: str, outcome: str) -> None:
+        """Count one affinity decision."""
+        key = (model, kind, outcome)
+        child = self._affinity_children.get(key)
+        if child is None:
+            child = _cache(self._affinity_children, key, self.affinity_decisions, *key)
         child.inc()
 
     def classifier_fallback(self, model: str, reason: str) -> None:

@@ -12,7 +12,8 @@ running sums, recomputed only when health or warm-up changed.
 import json
 from dataclasses import dataclass, field
 
-from zeta_api import ModelEntry
+from zeta_api import Affinity, ModelEntry
+from zeta_sidecar.affinity import AffinityPlan
 from zeta_sidecar.picking import cumulative
 from zeta_sidecar.resilience import Health
 
@@ -79,11 +80,21 @@ class ModelPods:
     cum: list[float] = field(default_factory=list)
     epoch: int = -1
     """The health epoch ``effective`` and ``cum`` were computed at; -1 while warming."""
+    affinity: AffinityPlan | None = None
+    """Prefix and session affinity over ``pods``; ``None`` when off."""
 
     @classmethod
-    def of(cls, name: str, entry: ModelEntry, pods: list[Pod], warmup: float) -> "ModelPods":
+    def of(
+        cls,
+        name: str,
+        entry: ModelEntry,
+        pods: list[Pod],
+        warmup: float,
+        affinity: Affinity | None = None,
+    ) -> "ModelPods":
         """Model ``name`` of a table over its ``pods``; those that may not get new requests
-        (draining, weight 0) are left out."""
+        (draining, weight 0) are left out. ``affinity``: the table's (the model's own
+        settings, if any, take precedence)."""
         serving = [p for p in pods if not p.draining and p.weight > 0]
         base = [p.weight for p in serving]
         return cls(
@@ -99,6 +110,7 @@ class ModelPods:
             swrr=[0.0] * len(serving),
             base=base,
             base_cum=cumulative(base),
+            affinity=AffinityPlan.of(entry.affinity, affinity, [p.address for p in serving]),
         )
 
     def load(self, i: int) -> float:

@@ -2,7 +2,8 @@
 
 Per request: read the body (bounded), parse it once (the model, and for ``complexity``
 the estimate's inputs; :mod:`~zeta_sidecar.bodies`), resolve the model
-(:mod:`~zeta_sidecar.routing`), splice the served model name into the original bytes,
+(:mod:`~zeta_sidecar.routing`), take its affinity keys if the model has affinity
+(:mod:`~zeta_sidecar.affinity`), splice the served model name into the original bytes,
 classify and admit it (rate limits, shedding, the admission queue), then
 :func:`~zeta_sidecar.forwarding.forward` it. Anything refused here is an OpenAI-style
 error answered at once. A client that disconnects cancels the handler (the traffic
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from zeta_api import PriorityClass, QueueTimeoutStatus, Strategy
 from zeta_sidecar.admission import QueueFull
+from zeta_sidecar.affinity import request_keys
 from zeta_sidecar.bodies import parse_body, rewrite_model
 from zeta_sidecar.complexity import describe
 from zeta_sidecar.errors import (
@@ -127,6 +129,9 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
     return await forward(
         request, gw, snapshot=snapshot, model=chosen, name=name, payload=payload,
         start=start, queued=queued, usage=usage, explained=explained,
+        keys=None if chosen.affinity is None else request_keys(
+            body, request.headers, chosen.affinity
+        ),
     )  # fmt: skip
 
 

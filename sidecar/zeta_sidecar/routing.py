@@ -1,5 +1,9 @@
 """From a request's ``model`` to one pod: resolution, spillover, saturation, picking.
 
+Picking prefers, for a model with affinity, the pod that holds the request's prefix or
+session while that pod is within the load bound (:mod:`~zeta_sidecar.affinity`, over the
+load estimate below); otherwise the table's picker decides.
+
 - An explicit model is used as is.
 - A ``weighted`` virtual model draws one candidate by model weight among those not
   saturated (an admin's split, moved by load).
@@ -24,16 +28,24 @@ pods' queues hold only traffic that must be served, a request that waits finds a
 place soon, and a critical request never waits at a pod behind a sheddable one.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from zeta_api import Balancing, Picker, Spillover, Strategy, Traffic
+from zeta_sidecar.affinity import AffinityIndex, Keys, under_bound
 from zeta_sidecar.complexity import score, tier_index
 from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
 from zeta_sidecar.picking import Draw, cumulative, draw, smooth_wrr, weighted_p2c, weighted_random
 from zeta_sidecar.pods import ModelPods, Pod
 from zeta_sidecar.table_store import Snapshot, VirtualModel
 
-__all__ = ["Router", "spill_order"]
+__all__ = ["Decided", "Router", "spill_order"]
+
+Decided = Callable[[str, str, str], None]
+"""Told each affinity decision: model, kind (prefix, session), outcome."""
+
+
+def _ignore(model: str, kind: str, outcome: str) -> None:
+    pass
 
 
 def spill_order(preferred: int, count: int, spillover: Spillover) -> list[int]:
@@ -61,17 +73,21 @@ class Router:
         """Gateway replicas sharing the pods (``traffic.gatewayReplicas``)."""
         self.sheddable_reserve = 0.0
         """Share of a batch kept from sheddable requests (``traffic.sheddableReserve``)."""
+        self.affinity = AffinityIndex()
+        """Where this replica sent prefixes and sessions (bounded)."""
+        self.decided: Decided = _ignore
 
     def follow(self, traffic: Traffic) -> None:
         """Take the table's replica count and sheddable reserve."""
         self.replicas = traffic.gateway_replicas
         self.sheddable_reserve = traffic.sheddable_reserve
 
-    def pod_saturated(self, pod: Pod, headroom: float | None = None) -> bool:
-        """The pod's estimated load reaches ``capacity * (1 + headroom)`` (the router's
-        headroom by default; 0 for a full batch)."""
+    def pod_load(self, pod: Pod) -> float:
+        """The pod's estimated load in requests: as reported, plus what this replica sent
+        since, never below this replica's in-flight share; this replica's in-flight count
+        when no load is reported."""
         if pod.reported is None:
-            return False
+            return pod.inflight
         # Signed: requests of this replica that ended since the report have left the pod,
         # so a queue drains here as it drains there (not only at the next report). Times
         # the replicas: each replica may fill only its share of the room the report left,
@@ -81,9 +97,15 @@ class Router:
         # the pod's scrape and the table's arrival is in neither term: in a ramp the sum
         # falls short. This replica's own in-flight count is fresh, and its share of the
         # pod's load: never estimate below it.
-        load = max(pod.reported + since, pod.inflight * self.replicas)
+        return max(pod.reported + since, pod.inflight * self.replicas)
+
+    def pod_saturated(self, pod: Pod, headroom: float | None = None) -> bool:
+        """The pod's estimated load reaches ``capacity * (1 + headroom)`` (the router's
+        headroom by default; 0 for a full batch)."""
+        if pod.reported is None:
+            return False
         room = self.headroom if headroom is None else headroom
-        return load >= pod.capacity * (1.0 + room)
+        return self.pod_load(pod) >= pod.capacity * (1.0 + room)
 
     def has_room(self, model: ModelPods, headroom: float | None = None) -> bool:
         """Some serving pod of the model is below the saturation threshold."""
@@ -184,18 +206,44 @@ class Router:
         now: float,
         epoch: int,
         exclude: Pod | None = None,
+        *,
+        keys: Keys | None = None,
     ) -> Pod | None:
         """One pod of ``model`` by the table's picker over the pods' effective weights
         now (``epoch``: the store's health epoch); a retry passes the pod it leaves as
-        ``exclude``."""
+        ``exclude``. ``keys``: the request's affinity keys, when the model has affinity:
+        a pod within the load bound that holds its prefix or session is preferred (not on
+        a retry), and where it went is remembered."""
+        i = -1
+        plan = model.affinity
+        if keys is not None and plan is not None and exclude is None:
+            weights = model.weights(now, balancing.warmup, epoch)
+            pods = model.pods
+            eligible = under_bound(
+                list(map(self.pod_load, pods)),
+                [p.capacity for p in pods],
+                [w > 0 for w in weights],
+                plan.epsilon,
+            )
+            i, kind, outcome = self.affinity.choose(keys, plan, eligible, now)
+            self.decided(model.name, kind, outcome)
+        if i < 0:
+            i = self._pick(model, balancing, now, epoch, exclude)
+        if i < 0:
+            return None
+        pod = model.pods[i]
+        if keys is not None:
+            self.affinity.record(keys, pod.address, now)
+        return pod
+
+    def _pick(
+        self, model: ModelPods, balancing: Balancing, now: float, epoch: int, exclude: Pod | None
+    ) -> int:
         picker = balancing.picker
         if picker is Picker.SMOOTH_WRR and exclude is None:
-            i = smooth_wrr(model.swrr, model.weights(now, balancing.warmup, epoch))
-        else:
-            # A retry leaves round robin's turns alone: P2C over the remaining pods.
-            cum = model.cumulative(now, balancing.warmup, epoch, exclude)
-            if picker is Picker.WEIGHTED_RANDOM:
-                i = weighted_random(cum, self.rand)
-            else:
-                i = weighted_p2c(cum, model.load, self.rand)
-        return model.pods[i] if i >= 0 else None
+            return smooth_wrr(model.swrr, model.weights(now, balancing.warmup, epoch))
+        # A retry leaves round robin's turns alone: P2C over the remaining pods.
+        cum = model.cumulative(now, balancing.warmup, epoch, exclude)
+        if picker is Picker.WEIGHTED_RANDOM:
+            return weighted_random(cum, self.rand)
+        return weighted_p2c(cum, model.load, self.rand)

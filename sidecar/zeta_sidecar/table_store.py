@@ -124,7 +124,7 @@ class TableStore:
             members = [self._pod(name, ep, now, first) for ep in entry.endpoints]
             for pod in members:
                 pods[(name, pod.address)] = pod
-            models[name] = ModelPods.of(name, entry, members, warmup)
+            models[name] = ModelPods.of(name, entry, members, warmup, table.balancing.affinity)
         self.departed = [pod for key, pod in self._pods.items() if key not in pods]
         self._pods = pods
         virtual = {

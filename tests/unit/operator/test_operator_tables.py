@@ -83,3 +83,33 @@ def test_every_built_table_parses_back(
     parsed = parse_routing_table(encoded.text.encode())
     assert parsed == table
     assert encoded.content_hash == content_hash(parsed)
+
+
+def test_the_table_carries_the_routers_and_each_models_affinity() -> None:
+    doc = {
+        "models": [
+            {"name": name, "tier": tier, "selector": {"matchLabels": {"model": name}}}
+            for tier, name in enumerate(MODELS, start=1)
+        ],
+        "prometheus": {"url": "http://prometheus:9090"},
+        "routingTable": {"configMapName": "chat-routing"},
+        "balancing": {"affinity": {"prefix": True, "loadBound": 0.5, "sessionHeader": "x-conv"}},
+    }
+    doc["models"][2]["affinity"] = {"session": True}  # type: ignore[index]
+    spec = parse_spec(doc)
+    selection: dict[str, list[PodRecord]] = {name: [] for name in MODELS}
+    inputs = deciding.model_inputs(spec, selection, {})
+    table = build_table(
+        router="llm/chat",
+        spec=spec,
+        selection=selection,
+        weights=weighting.base_weights(inputs, spec.policy),
+        loads={},
+        revision=1,
+        generated_at="2026-01-01T00:00:00Z",
+        precision=4,
+    )
+    assert table.balancing.affinity == spec.balancing.affinity
+    assert table.models["qwen-4b"].affinity is None  # the router's settings apply
+    assert table.models["qwen-14b"].affinity == spec.models[2].affinity
+    assert parse_routing_table(encode_routing_table(table).text) == table
