@@ -10,7 +10,9 @@ Layers, bottom up, one job each:
 - :mod:`~zeta_api.errors` (the exception tree) and :mod:`~zeta_api.durations`
   (Go durations to seconds and back);
 - :mod:`~zeta_api.schema` (declarative fields: one declaration per field),
-  :mod:`~zeta_api.codec` (records to and from the wire form, with field paths) and
+  :mod:`~zeta_api.codec` (the wire form to records, with field paths),
+  :mod:`~zeta_api.dumping` (records to the wire form), :mod:`~zeta_api.checking`
+  (whether a record built in-process loads back, without the round trip) and
   :mod:`~zeta_api.openapi` (records to the CRD's OpenAPI schema);
 - the spec's parts: :mod:`~zeta_api.selectors` (label selectors),
   :mod:`~zeta_api.models` (models and virtual models), :mod:`~zeta_api.signals` (the
@@ -20,7 +22,9 @@ Layers, bottom up, one job each:
   affinity, bounded by load; used by balancing and by models) and
   :mod:`~zeta_api.traffic` (priority classes, admission, rate limits);
 - the documents: :mod:`~zeta_api.spec` (the ZetaRouter spec, assembled),
-  :mod:`~zeta_api.status` (its status) and :mod:`~zeta_api.table` (the routing table);
+  :mod:`~zeta_api.status` (its status), :mod:`~zeta_api.table` (the routing table's
+  records) and :mod:`~zeta_api.table_text` (its text: the strict parser, the
+  cross-field rules, the one-pass encoder);
 - :mod:`~zeta_api.crd` generates the CRD (``python -m zeta_api.crd``).
 
 What is exported here is the public surface; the field machinery is not.
@@ -78,12 +82,14 @@ from zeta_api.table import (
     TABLE_API_VERSION,
     TABLE_KEY,
     TABLE_KIND,
-    EncodedTable,
     Endpoint,
     EndpointLoad,
     ModelEntry,
     RoutingTable,
     VirtualModelEntry,
+)
+from zeta_api.table_text import (
+    EncodedTable,
     content_hash,
     dump_routing_table,
     encode_routing_table,

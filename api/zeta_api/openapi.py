@@ -7,7 +7,7 @@ straight from the field declarations.
 
 import dataclasses
 
-from zeta_api.codec import dump_value
+from zeta_api.dumping import dump_value
 from zeta_api.durations import DURATION_PATTERN, format_duration
 from zeta_api.schema import (
     FieldPlan,

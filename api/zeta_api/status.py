@@ -12,7 +12,8 @@ import dataclasses
 import enum
 from collections.abc import Iterable
 
-from zeta_api.codec import dump, load
+from zeta_api.codec import load
+from zeta_api.dumping import dump
 from zeta_api.errors import StatusError
 from zeta_api.schema import prop, record
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from zeta_api import SpecError, TableError, dump_routing_table, parse_routing_table, parse_spec
-from zeta_api.codec import dump
+from zeta_api.dumping import dump
 
 Doc = dict[str, Any]
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from zeta_api import ZetaRouterSpec, ZetaRouterStatus, parse_spec
-from zeta_api.codec import dump
 from zeta_api.crd import CRD_NAME, build_crd, render_crd
+from zeta_api.dumping import dump
 from zeta_api.schema import fields_of
 from zeta_api.status import FOREIGN_STATUS_KEYS
 

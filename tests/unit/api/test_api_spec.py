@@ -27,7 +27,7 @@ from zeta_api import (
     ZetaRouterSpec,
     parse_spec,
 )
-from zeta_api.codec import dump
+from zeta_api.dumping import dump
 
 pytestmark = pytest.mark.unit
 
