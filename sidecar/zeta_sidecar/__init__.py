@@ -22,8 +22,10 @@ State, shared across requests:
 
 - :mod:`~zeta_sidecar.table_store`: tables validated, compiled and swapped in, the last
   good one kept, pods' state carried across tables;
-- :mod:`~zeta_sidecar.affinity`: a request's prefix and session keys, the load bound,
-  rendezvous placement, and the bounded index of where this replica sent what;
+- :mod:`~zeta_sidecar.affinity_keys`: a model's affinity plan and a request's prefix,
+  placement and session keys;
+- :mod:`~zeta_sidecar.affinity`: the load bound, rendezvous placement, and the bounded
+  index of where this replica sent what;
 - :mod:`~zeta_sidecar.routing`: request -> model -> pod: virtual models, spillover,
   saturation, affinity within the load bound;
 - :mod:`~zeta_sidecar.traffic`: a request's class and tenant;

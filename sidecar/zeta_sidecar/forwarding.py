@@ -10,7 +10,7 @@ admission queue when it ends. The first answer that stands is handed to a
 
 from aiohttp import web
 
-from zeta_sidecar.affinity import Keys
+from zeta_sidecar.affinity_keys import Keys
 from zeta_sidecar.errors import ApiError, NoHealthyPod, UpstreamFailed, UpstreamTimeout
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.headers import request_head, upstream_headers

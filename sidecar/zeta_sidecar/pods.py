@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from zeta_api import Affinity, ModelEntry
-from zeta_sidecar.affinity import AffinityPlan
+from zeta_sidecar.affinity_keys import AffinityPlan
 from zeta_sidecar.picking import cumulative
 from zeta_sidecar.resilience import Health
 

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from zeta_api import PriorityClass, QueueTimeoutStatus, Strategy
 from zeta_sidecar.admission import QueueFull
-from zeta_sidecar.affinity import request_keys
+from zeta_sidecar.affinity_keys import request_keys
 from zeta_sidecar.bodies import parse_body, rewrite_model
 from zeta_sidecar.complexity import describe
 from zeta_sidecar.errors import (

@@ -31,7 +31,8 @@ place soon, and a critical request never waits at a pod behind a sheddable one.
 from collections.abc import Callable, Mapping, Sequence
 
 from zeta_api import Balancing, Picker, Spillover, Strategy, Traffic
-from zeta_sidecar.affinity import AffinityIndex, Keys, under_bound
+from zeta_sidecar.affinity import AffinityIndex, under_bound
+from zeta_sidecar.affinity_keys import Keys
 from zeta_sidecar.complexity import score, tier_index
 from zeta_sidecar.errors import ModelNotFound, NoHealthyPod
 from zeta_sidecar.picking import Draw, cumulative, draw, smooth_wrr, weighted_p2c, weighted_random

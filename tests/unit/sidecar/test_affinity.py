@@ -7,17 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zeta_api import Affinity, Balancing, ModelAffinity
-from zeta_sidecar.affinity import (
+from zeta_sidecar.affinity import AffinityIndex, Lru, longest, under_bound
+from zeta_sidecar.affinity_keys import (
     CHARS_PER_TOKEN,
-    AffinityIndex,
     AffinityPlan,
     Keys,
-    Lru,
     block_chain,
-    longest,
     render,
     request_keys,
-    under_bound,
 )
 from zeta_sidecar.resilience import HealthState
 from zeta_sidecar.routing import Router
