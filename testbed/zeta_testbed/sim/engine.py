@@ -13,7 +13,8 @@ The model is vLLM's scheduler reduced to what a load balancer can observe:
       (decode * (1 + batch_penalty * running / capacity) + prefill * admitted_prompt_tokens)
       * slowdown / time_scale
 
-  where ``running`` counts the batch after admission (see ``presets`` for the figures).
+  where ``running`` counts the batch after admission (see ``presets`` for the figures)
+  and ``admitted_prompt_tokens`` leaves out the prefixes found in the prefix cache.
 - KV-cache usage is the tokens held by running sequences (prompt plus generated so
   far) over the preset's KV capacity, capped at 1. The cache never blocks admission
   or preempts: the slot limit is the only back-pressure, which keeps the arithmetic
