@@ -19,22 +19,12 @@ from zeta_testbed.sim.presets import Preset
 from zeta_testbed.sim.server import RunningSim, start
 from zeta_testbed.sim.wire import parse_generation
 
-from .conftest import FAST, VirtualClock
+from .conftest import FAST, TINY, VirtualClock
 
 pytestmark = pytest.mark.unit
 
 BLOCK = 16
 BLOCK_CHARS = BLOCK * CHARS_PER_TOKEN
-
-TINY = Preset(
-    name="tiny",
-    capacity=2,
-    decode_seconds_per_token=0.010,
-    prefill_seconds_per_token=0.001,
-    batch_penalty=0.5,
-    kv_capacity_tokens=1000,
-)
-"""Round numbers: a lone sequence's step is 12.5 ms plus 1 ms per prefilled token."""
 
 
 def text(*blocks: str) -> str:
