@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="run the simulated models this many times faster than real time",
     )
+    up.add_argument(
+        "--prefix-caching",
+        action="store_true",
+        help="simulated pods cache prompt prefixes as vLLM does (off by default, so that "
+        "benchmarks recorded without it replay alike)",
+    )
     up.set_defaults(run=_up)
 
     status = commands.add_parser("status", help="what the testbed runs")
@@ -101,7 +107,11 @@ def _up(args: argparse.Namespace) -> int:
     testbed = Testbed(args.state_dir)
     started = time.monotonic()
     testbed.up(
-        args.pods, namespace=args.namespace, backend=args.backend, time_scale=args.time_scale
+        args.pods,
+        namespace=args.namespace,
+        backend=args.backend,
+        time_scale=args.time_scale,
+        prefix_caching=args.prefix_caching,
     )
     elapsed = time.monotonic() - started
     print(testbed.env_script(), end="")

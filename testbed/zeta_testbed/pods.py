@@ -125,7 +125,10 @@ def status_patch(ip: str, *, ready: bool, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def simulator_argv(backend: str, size: str, ip: str, *, time_scale: float) -> list[str]:
+def simulator_argv(
+    backend: str, size: str, ip: str, *, time_scale: float, prefix_caching: bool = False
+) -> list[str]:
+    """The command line of a simulated pod; prefix caching is off unless asked for."""
     if backend == "zeta-sim":
         return [
             sys.executable,
@@ -136,6 +139,8 @@ def simulator_argv(backend: str, size: str, ip: str, *, time_scale: float) -> li
             f"--preset={size}",
             f"--model=sim-{size}",
             f"--time-scale={time_scale}",
+            # Explicit either way: the sim's own default is on, as vLLM's.
+            "--prefix-caching" if prefix_caching else "--no-prefix-caching",
         ]
     if backend == "llm-d-sim":
         # Not available yet: the module github.com/llm-d/llm-d-inference-sim is refused

@@ -69,6 +69,8 @@ class State:
     token: str
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     pods: list[PodInfo] = field(default_factory=list)
+    prefix_caching: bool = False
+    """Whether simulated pods cache prompt prefixes (``zeta-sim --prefix-caching``)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -88,6 +90,8 @@ class State:
             token=raw["token"],
             processes={name: record(obj) for name, obj in raw["processes"].items()},
             pods=[PodInfo(**{**obj, "process": record(obj["process"])}) for obj in raw["pods"]],
+            # Absent from the state of a testbed started before the option existed.
+            prefix_caching=raw.get("prefix_caching", False),
         )
 
 
@@ -183,7 +187,13 @@ class Testbed:
         namespace: str = DEFAULT_NAMESPACE,
         backend: str = "zeta-sim",
         time_scale: float = 1.0,
+        prefix_caching: bool = False,
     ) -> None:
+        """Start a testbed with ``pod_counts`` simulated pods per model size.
+
+        ``prefix_caching`` turns on the pods' prefix caches; off by default, so that
+        benchmarks recorded before the sim had one replay as they did.
+        """
         if self.exists() and any(processes.is_running(p) for p in self.state().processes.values()):
             raise TestbedError(f"a testbed already runs from {self.state_dir}; `down` it first")
         if backend not in pods.BACKENDS:
@@ -204,7 +214,7 @@ class Testbed:
         keys = pki.create(self.state_dir / "pki", dt.datetime.now(dt.UTC))
         token_file, token = controlplane.write_token_file(self.state_dir / "pki")
         ports = Ports(*free_ports(5))
-        state = State(namespace, backend, time_scale, ports, token)
+        state = State(namespace, backend, time_scale, ports, token, prefix_caching=prefix_caching)
         self._save(state)
         try:
             # Simulators start while the control plane does: they need nothing from it.
@@ -463,7 +473,13 @@ class Testbed:
         start = pods.address_index(taken[-1]) + 1 if taken else secrets.randbelow(1 << 16)
         ip = pods.next_free_ip(taken, is_free=_port_free, start=start)
         name = f"vllm-{size}-{_suffix()}"
-        argv = pods.simulator_argv(state.backend, size, ip, time_scale=state.time_scale)
+        argv = pods.simulator_argv(
+            state.backend,
+            size,
+            ip,
+            time_scale=state.time_scale,
+            prefix_caching=state.prefix_caching,
+        )
         record = processes.spawn(f"pod-{namespace}-{name}", argv, log_dir=self.state_dir / "logs")
         pod = PodInfo(namespace, name, size, ip, record)
         state.pods.append(pod)

@@ -12,9 +12,10 @@ Layers, top to bottom (a module imports only those below it):
 - ``server``: the aiohttp application: routes, request lifetime, faults, SSE writes.
 - ``wire``: the OpenAI wire format: request parsing, completion bodies, stream events.
 - ``metrics``: the Prometheus exposition of the engine's and server's counters.
-- ``engine``, ``faults``, ``presets``: pure logic and data; no network or file I/O.
-  The engine is driven by asyncio, with its clock and sleep injected so that tests
-  run in virtual time.
+- ``engine``, ``caching``, ``faults``, ``presets``: pure logic and data; no network or
+  file I/O. The engine is driven by asyncio, with its clock and sleep injected so that
+  tests run in virtual time; ``caching`` is its prefix cache (vLLM's automatic prefix
+  caching: chained block hashes, LRU eviction within the KV capacity).
 """
 
 from zeta_testbed.sim.engine import Engine, EngineStats, FinishReason, Sequence, SequenceState

@@ -11,6 +11,7 @@ import logging
 import signal
 from dataclasses import dataclass
 
+from zeta_testbed.sim.caching import DEFAULT_BLOCK_SIZE
 from zeta_testbed.sim.presets import DEFAULT_PRESET, PRESETS
 from zeta_testbed.sim.server import SimConfig, start
 
@@ -72,6 +73,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export vllm:gpu_cache_usage_perc instead of vllm:kv_cache_usage_perc",
     )
+    parser.add_argument(
+        "--prefix-caching",
+        "--enable-prefix-caching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep prompt blocks in the KV cache and skip the prefill of a cached prefix, "
+        "as vLLM V1 does by default (--no-prefix-caching: the sim before it had a cache)",
+    )
+    parser.add_argument(
+        "--block-size",
+        type=_positive_int,
+        default=DEFAULT_BLOCK_SIZE,
+        help="tokens per KV-cache block, the prefix cache's unit (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for output lengths and faults")
     parser.add_argument(
         "--log-level",
@@ -93,6 +108,8 @@ def parse_options(argv: list[str] | None) -> Options:
         capacity=args.capacity,
         time_scale=args.time_scale,
         legacy_kv_metric=args.legacy_kv_metric,
+        prefix_caching=args.prefix_caching,
+        block_size=args.block_size,
         seed=args.seed,
     )
     return Options(config=config, host=args.host, port=args.port, log_level=args.log_level)
@@ -116,11 +133,12 @@ async def _serve(options: Options) -> int:
         return 1
     config = options.config
     logger.info(
-        "serving %s (preset %s, capacity %d, time scale %g) on %s",
+        "serving %s (preset %s, capacity %d, time scale %g, prefix caching %s) on %s",
         config.model_name,
         config.preset.name,
         sim.state.engine.capacity,
         config.time_scale,
+        "on" if config.prefix_caching else "off",
         sim.url,
     )
     try:

@@ -13,11 +13,17 @@ The model is vLLM's scheduler reduced to what a load balancer can observe:
       (decode * (1 + batch_penalty * running / capacity) + prefill * admitted_prompt_tokens)
       * slowdown / time_scale
 
-  where ``running`` counts the batch after admission (see ``presets`` for the figures).
+  where ``running`` counts the batch after admission (see ``presets`` for the figures)
+  and ``admitted_prompt_tokens`` leaves out the prefixes found in the prefix cache.
 - KV-cache usage is the tokens held by running sequences (prompt plus generated so
   far) over the preset's KV capacity, capped at 1. The cache never blocks admission
   or preempts: the slot limit is the only back-pressure, which keeps the arithmetic
   predictable for tests while still giving the gauge a realistic shape.
+- With prefix caching on (see ``caching``), a sequence submitted with its prompt's block
+  hashes skips the prefill of its cached prefix, and a prompt block held by several
+  running sequences is counted once in the usage; blocks no sequence holds stay cached
+  in the room the running ones leave, uncounted, as vLLM's gauge leaves them. Without
+  block hashes (or with caching off) a sequence costs what it always did.
 
 No sequence owns a timer: the step loop sets one future per waiting consumer, so the
 cost of a step is linear in the batch and independent of how many tokens a consumer
@@ -33,9 +39,11 @@ import enum
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Sequence as CollectionSequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from zeta_testbed.sim.caching import DEFAULT_BLOCK_SIZE, PrefixCache
 from zeta_testbed.sim.presets import Preset
 
 __all__ = [
@@ -91,6 +99,8 @@ class Sequence:
         "_progress_waiter",
         "admitted_at",
         "arrived_at",
+        "blocks",
+        "cached_tokens",
         "finish_reason",
         "finished_at",
         "first_token_at",
@@ -109,9 +119,14 @@ class Sequence:
         output_tokens: int,
         finish_reason: FinishReason,
         arrived_at: float,
+        blocks: tuple[int, ...] = (),
     ) -> None:
         self.id = seq_id
         self.prompt_tokens = prompt_tokens
+        self.blocks = blocks
+        """Hashes of the prompt's full blocks; empty when prefix caching is off."""
+        self.cached_tokens = 0
+        """Prompt tokens found in the prefix cache at admission; their prefill is skipped."""
         self.output_tokens = output_tokens
         """Tokens the sequence will emit if it runs to its end."""
         self.finish_reason = finish_reason
@@ -186,10 +201,16 @@ class EngineStats:
     cancelled_total: int
     aborted_total: int
     prompt_tokens_total: int
-    """Prompt tokens prefilled, counted when a sequence is admitted."""
+    """Prompt tokens of admitted sequences, cached ones included (as vLLM counts them)."""
     generation_tokens_total: int
     """Tokens emitted, including those of sequences later cancelled."""
     steps_total: int
+    prefix_cache_queries_total: int
+    """Prompt tokens looked up in the prefix cache; 0 with caching off, as in vLLM."""
+    prefix_cache_hits_total: int
+    """Prompt tokens found there, whose prefill was skipped."""
+    prefix_cached_blocks: int
+    """Blocks in the prefix cache now, held by running sequences or free."""
 
 
 class Engine:
@@ -201,6 +222,8 @@ class Engine:
         *,
         capacity: int | None = None,
         time_scale: float = 1.0,
+        prefix_caching: bool = False,
+        block_size: int = DEFAULT_BLOCK_SIZE,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -208,6 +231,7 @@ class Engine:
 
         ``capacity`` overrides the preset's slot count. ``time_scale`` divides every
         step's duration: 10 runs the model ten times faster than real time.
+        ``prefix_caching`` keeps prompt blocks of ``block_size`` tokens in the KV cache.
         """
         if capacity is not None and capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -219,6 +243,11 @@ class Engine:
         self._clock = clock
         self._sleep = sleep
         self._slowdown = 1.0
+        self._cache = (
+            PrefixCache(block_size=block_size, capacity_tokens=preset.kv_capacity_tokens)
+            if prefix_caching
+            else None
+        )
         # Insertion-ordered maps: FIFO admission, and O(1) removal on cancellation.
         self._waiting: OrderedDict[int, Sequence] = OrderedDict()
         self._running: dict[int, Sequence] = {}
@@ -259,8 +288,14 @@ class Engine:
         """Tokens held by running sequences over the KV capacity, capped at 1."""
         return min(1.0, self._kv_tokens / self.preset.kv_capacity_tokens)
 
+    @property
+    def block_size(self) -> int | None:
+        """Tokens per prefix-cache block, or None with prefix caching off."""
+        return None if self._cache is None else self._cache.block_size
+
     def stats(self) -> EngineStats:
         """Snapshot the gauges and counters."""
+        cache = self._cache
         return EngineStats(
             running=len(self._running),
             waiting=len(self._waiting),
@@ -272,6 +307,9 @@ class Engine:
             prompt_tokens_total=self._prompt_tokens_total,
             generation_tokens_total=self._generation_tokens_total,
             steps_total=self._steps,
+            prefix_cache_queries_total=0 if cache is None else cache.queries,
+            prefix_cache_hits_total=0 if cache is None else cache.hits,
+            prefix_cached_blocks=0 if cache is None else cache.cached_blocks,
         )
 
     def submit(
@@ -280,8 +318,14 @@ class Engine:
         prompt_tokens: int,
         output_tokens: int,
         finish_reason: FinishReason = FinishReason.LENGTH,
+        blocks: CollectionSequence[int] = (),
     ) -> Sequence:
-        """Queue a sequence that will emit ``output_tokens`` tokens, then end."""
+        """Queue a sequence that will emit ``output_tokens`` tokens, then end.
+
+        ``blocks`` are the chained hashes of its prompt's blocks (``caching.block_hashes``),
+        of which only full blocks within ``prompt_tokens`` count; ignored with prefix
+        caching off.
+        """
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens}")
         if output_tokens < 1:
@@ -292,6 +336,9 @@ class Engine:
             output_tokens=output_tokens,
             finish_reason=finish_reason,
             arrived_at=self._clock(),
+            blocks=()
+            if self._cache is None
+            else tuple(blocks[: prompt_tokens // self._cache.block_size]),
         )
         self._next_id += 1
         self._submitted += 1
@@ -311,7 +358,7 @@ class Engine:
             del self._waiting[seq.id]
         elif seq.state is SequenceState.RUNNING:
             del self._running[seq.id]
-            self._kv_tokens -= seq.prompt_tokens + seq.generated
+            self._release(seq)
         else:
             return False
         self._cancelled += 1
@@ -321,6 +368,8 @@ class Engine:
     def abort_all(self) -> None:
         """End every waiting and running sequence, waking their consumers (shutdown)."""
         now = self._clock()
+        for seq in self._running.values():
+            self._release(seq)
         for seq in (*self._waiting.values(), *self._running.values()):
             seq._end(SequenceState.ABORTED, now)
             self._aborted += 1
@@ -362,16 +411,32 @@ class Engine:
         self._emit(self._clock())
 
     def _admit(self, now: float) -> int:
-        prefill_tokens = 0
+        """Move waiting sequences into free slots; returns the prompt tokens to prefill."""
+        cache = self._cache
+        prompt_tokens = cached_tokens = shared_tokens = 0
         while self._waiting and len(self._running) < self.capacity:
             _, seq = self._waiting.popitem(last=False)
             seq.state = SequenceState.RUNNING
             seq.admitted_at = now
             self._running[seq.id] = seq
-            prefill_tokens += seq.prompt_tokens
-        self._kv_tokens += prefill_tokens
-        self._prompt_tokens_total += prefill_tokens
-        return prefill_tokens
+            prompt_tokens += seq.prompt_tokens
+            if cache is not None:
+                cached, shared = cache.acquire(seq.blocks, seq.prompt_tokens)
+                seq.cached_tokens = cached
+                cached_tokens += cached
+                shared_tokens += shared
+        self._kv_tokens += prompt_tokens - shared_tokens
+        self._prompt_tokens_total += prompt_tokens
+        if cache is not None:
+            cache.trim(self._kv_tokens)
+        return prompt_tokens - cached_tokens
+
+    def _release(self, seq: Sequence) -> None:
+        """Give back the KV room of a sequence leaving the batch."""
+        held = seq.prompt_tokens + seq.generated
+        if self._cache is not None:
+            held -= self._cache.release(seq.blocks)
+        self._kv_tokens -= held
 
     def _emit(self, now: float) -> None:
         self._steps += 1
@@ -390,6 +455,9 @@ class Engine:
         self._kv_tokens += emitted
         for seq in finished:
             del running[seq.id]
-            self._kv_tokens -= seq.prompt_tokens + seq.generated
+            self._release(seq)
             self._finished[seq.finish_reason] += 1
             seq._end(SequenceState.FINISHED, now)
+        if self._cache is not None:
+            # The batch grew by a token each: free cached blocks may have lost their room.
+            self._cache.trim(self._kv_tokens)

@@ -52,6 +52,8 @@ class MetricNames:
     request_success: str = "vllm:request_success_total"
     prompt_tokens: str = "vllm:prompt_tokens_total"
     generation_tokens: str = "vllm:generation_tokens_total"
+    prefix_cache_queries: str = "vllm:prefix_cache_queries_total"
+    prefix_cache_hits: str = "vllm:prefix_cache_hits_total"
     requests_cancelled: str = "zeta_sim_requests_cancelled_total"
     requests_failed: str = "zeta_sim_requests_failed_total"
 
@@ -60,7 +62,10 @@ METRIC_NAMES = MetricNames()
 """The names of vLLM's V1 engine."""
 
 LEGACY_METRIC_NAMES = replace(METRIC_NAMES, kv_cache_usage="vllm:gpu_cache_usage_perc")
-"""The V0 engine's KV gauge name, still expected by older dashboards and routers."""
+"""The V0 engine's KV gauge name, still expected by older dashboards and routers.
+
+The prefix-cache counters keep their V1 names: V0 had only a hit-rate gauge, which a
+consumer cannot sum across pods or over a window."""
 
 TTFT_BUCKETS: tuple[float, ...] = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
@@ -193,6 +198,17 @@ class SimMetrics:
             names.generation_tokens,
             "Number of generation tokens processed.",
             stats.generation_tokens_total,
+        )
+        # vLLM's own help texts: both counters are in tokens, not requests or blocks.
+        yield counter(
+            names.prefix_cache_queries,
+            "Prefix cache queries, in terms of number of queried tokens.",
+            stats.prefix_cache_queries_total,
+        )
+        yield counter(
+            names.prefix_cache_hits,
+            "Prefix cache hits, in terms of number of cached tokens.",
+            stats.prefix_cache_hits_total,
         )
         yield counter(
             names.requests_cancelled,

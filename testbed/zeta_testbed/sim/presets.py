@@ -49,7 +49,8 @@ class Preset:
     """Relative step slowdown when the batch is full (0.5: a full step lasts 1.5x)."""
 
     kv_capacity_tokens: int
-    """Tokens (prompt plus generated) the KV cache holds; the usage gauge's denominator."""
+    """Tokens (prompt plus generated) the KV cache holds; the usage gauge's denominator,
+    and the room in which prefix-cached blocks outlive their sequences."""
 
     default_output_tokens_min: int = 16
     """Smallest output length drawn when a request gives no ``max_tokens``."""

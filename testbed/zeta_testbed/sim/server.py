@@ -6,7 +6,8 @@ Routes:
   one event per token) or not. Errors are OpenAI-shaped:
   ``{"error": {"message", "type", "param", "code"}}``.
 - ``GET /v1/models``, ``GET /health``, ``GET /metrics``.
-- ``GET|POST|DELETE /admin/faults`` (see ``faults``) and ``GET /admin/stats``.
+- ``GET|POST|DELETE /admin/faults`` (see ``faults``) and ``GET /admin/stats`` (request
+  outcomes, the engine's gauges, and the prefix cache's queries and hits in tokens).
 
 A generation request goes: parse (400/404) -> fault decision (reset, 500, hang) ->
 engine -> response. A client that disconnects cancels its handler (the runner is built
@@ -32,6 +33,7 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from zeta_testbed.sim.caching import DEFAULT_BLOCK_SIZE, block_hashes
 from zeta_testbed.sim.engine import Clock, Engine, FinishReason, Sequence, SequenceState, Sleep
 from zeta_testbed.sim.faults import Action, Faults, FaultsError
 from zeta_testbed.sim.metrics import LEGACY_METRIC_NAMES, METRIC_NAMES, SimMetrics, render
@@ -77,6 +79,16 @@ class SimConfig:
 
     legacy_kv_metric: bool = False
     """Export ``vllm:gpu_cache_usage_perc`` (vLLM V0) instead of ``kv_cache_usage_perc``."""
+
+    prefix_caching: bool = True
+    """Cache prompt blocks and skip the prefill of a cached prefix (see ``caching``).
+
+    On by default, as in vLLM V1; off gives the sim's behaviour from before it had a
+    prefix cache, and prefix-cache counters that stay at 0, as vLLM's do when it is off.
+    """
+
+    block_size: int = DEFAULT_BLOCK_SIZE
+    """Tokens per KV-cache block, the prefix cache's unit (vLLM's ``--block-size``)."""
 
     seed: int = 0
     """Seeds the default output lengths and the error-rate draws."""
@@ -133,6 +145,10 @@ class SimState:
             "waiting": stats.waiting,
             "hung": requests.hung,
             "kv_cache_usage": stats.kv_cache_usage,
+            "prefix_caching": self.config.prefix_caching,
+            "prefix_cache_queries": stats.prefix_cache_queries_total,
+            "prefix_cache_hits": stats.prefix_cache_hits_total,
+            "prefix_cached_blocks": stats.prefix_cached_blocks,
         }
 
 
@@ -239,8 +255,14 @@ def _submit(state: SimState, gen: Generation) -> Sequence:
             preset.default_output_tokens_min, preset.default_output_tokens_max
         )
         reason = FinishReason.STOP
+    block_size = state.engine.block_size
     return state.engine.submit(
-        prompt_tokens=gen.prompt_tokens, output_tokens=output_tokens, finish_reason=reason
+        prompt_tokens=gen.prompt_tokens,
+        output_tokens=output_tokens,
+        finish_reason=reason,
+        blocks=()
+        if block_size is None
+        else block_hashes(gen.prompt, block_size, limit=gen.prompt_tokens // block_size),
     )
 
 
@@ -361,6 +383,8 @@ def create_app(
         config.preset,
         capacity=config.capacity,
         time_scale=config.time_scale,
+        prefix_caching=config.prefix_caching,
+        block_size=config.block_size,
         clock=clock,
         sleep=sleep,
     )

@@ -5,8 +5,16 @@ values, builds completion bodies and stream events from the ``created`` time the
 caller gives, and shapes errors as OpenAI does
 (``{"error": {"message", "type", "param", "code"}}``). Response ids are random, as
 OpenAI's are. The aiohttp handlers that use it are in ``server``.
+
+A prompt is counted in tokens of ``CHARS_PER_TOKEN`` characters of its text (for chat,
+the messages' contents), and kept in the form the prefix cache hashes: a completion's
+text or token ids as given, a chat's messages rendered in order with their roles in
+ChatML, the template of many open models, ending with the assistant's turn opened as a
+generation prompt does. A conversation's earlier turns are thus a prefix of its later
+requests, and a shared system prompt a prefix of every request that starts with it.
 """
 
+import itertools
 import json
 import uuid
 from collections.abc import Mapping
@@ -15,10 +23,8 @@ from typing import Final, Literal
 
 from aiohttp import web
 
+from zeta_testbed.sim.caching import CHARS_PER_TOKEN
 from zeta_testbed.sim.engine import Sequence
-
-_CHARS_PER_TOKEN: Final = 4
-"""The usual rough figure for English text under BPE tokenizers."""
 
 # The text the simulated model "generates": one word per token, cycled.
 _WORDS: Final = (
@@ -80,6 +86,8 @@ class Generation:
     kind: Kind
     model: str
     prompt_tokens: int
+    prompt: str | tuple[int, ...]
+    """What the prefix cache hashes: text (chat rendered in ChatML) or token ids."""
     max_tokens: int | None
     stream: bool
     include_usage: bool
@@ -96,47 +104,60 @@ async def read_json_object(request: web.Request) -> dict[str, object]:
     return body
 
 
-def _text_chars(content: object, param: str) -> int:
-    """Characters of a message ``content``: a string, parts with ``text``, or null."""
+def _content_text(content: object, param: str) -> str:
+    """The text of a message ``content``: a string, parts with ``text``, or null."""
     if content is None:
-        return 0
+        return ""
     if isinstance(content, str):
-        return len(content)
+        return content
     if isinstance(content, list):
-        chars = 0
+        texts: list[str] = []
         for part in content:
             if not isinstance(part, dict):
                 raise bad_request("Content parts must be objects.", param=param)
             text = part.get("text")
             if isinstance(text, str):
-                chars += len(text)
-        return chars
+                texts.append(text)
+        return "".join(texts)
     raise bad_request("Content must be a string, a list of parts, or null.", param=param)
 
 
-def _prompt_tokens_of_messages(messages: object) -> int:
+def _tokens_of_chars(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def _prompt_of_messages(messages: object) -> tuple[int, str]:
+    """Prompt tokens (of the contents alone, as the sim always counted) and the rendering."""
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty list.", param="messages")
     chars = 0
+    rendered: list[str] = []
     for message in messages:
         if not isinstance(message, dict):
             raise bad_request("Each message must be an object.", param="messages")
-        chars += _text_chars(message.get("content"), "messages")
-    return -(-chars // _CHARS_PER_TOKEN)
+        text = _content_text(message.get("content"), "messages")
+        chars += len(text)
+        role = message.get("role")
+        rendered.append(f"<|im_start|>{role if isinstance(role, str) else ''}\n{text}<|im_end|>\n")
+    rendered.append("<|im_start|>assistant\n")
+    return _tokens_of_chars(chars), "".join(rendered)
 
 
-def _prompt_tokens_of_prompt(prompt: object) -> int:
+def _prompt_of_prompt(prompt: object) -> tuple[int, str | tuple[int, ...]]:
     # The forms OpenAI accepts: text, a batch of texts, token ids, a batch of token ids.
     # A batch is simulated as one prompt of the combined length.
     if isinstance(prompt, str):
-        return -(-len(prompt) // _CHARS_PER_TOKEN)
+        return _tokens_of_chars(len(prompt)), prompt
     if isinstance(prompt, list) and prompt:
         if all(isinstance(item, str) for item in prompt):
-            return -(-sum(len(item) for item in prompt) // _CHARS_PER_TOKEN)
+            text = "".join(prompt)
+            return _tokens_of_chars(len(text)), text
         if all(isinstance(item, int) for item in prompt):
-            return len(prompt)
+            return len(prompt), tuple(prompt)
         if all(isinstance(item, list) for item in prompt):
-            return sum(len(item) for item in prompt)
+            ids = tuple(itertools.chain.from_iterable(prompt))
+            # Ids that are not integers are counted but never cached: they cannot be hashed.
+            return len(ids), ids if all(isinstance(i, int) for i in ids) else ()
     raise bad_request("'prompt' must be a string, a list of strings, or token ids.", param="prompt")
 
 
@@ -164,13 +185,14 @@ def parse_generation(
             code="model_not_found",
             param="model",
         )
+    prompt: str | tuple[int, ...]
     if kind == "chat":
-        prompt_tokens = _prompt_tokens_of_messages(body.get("messages"))
+        prompt_tokens, prompt = _prompt_of_messages(body.get("messages"))
         max_tokens = _optional_positive_int(body, "max_completion_tokens")
         if max_tokens is None:
             max_tokens = _optional_positive_int(body, "max_tokens")
     else:
-        prompt_tokens = _prompt_tokens_of_prompt(body.get("prompt"))
+        prompt_tokens, prompt = _prompt_of_prompt(body.get("prompt"))
         max_tokens = _optional_positive_int(body, "max_tokens")
     n = body.get("n", 1)
     if n not in (1, None) or isinstance(n, bool):
@@ -188,6 +210,7 @@ def parse_generation(
         kind=kind,
         model=model,
         prompt_tokens=prompt_tokens,
+        prompt=prompt,
         max_tokens=max_tokens,
         stream=bool(stream),
         include_usage=include_usage,

@@ -7,8 +7,19 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
-from zeta_testbed.sim.presets import PRESETS
+from zeta_testbed.sim.presets import PRESETS, Preset
 from zeta_testbed.sim.server import RunningSim, SimConfig, start
+
+TINY = Preset(
+    name="tiny",
+    capacity=2,
+    decode_seconds_per_token=0.010,
+    prefill_seconds_per_token=0.001,
+    batch_penalty=0.5,
+    kv_capacity_tokens=1000,
+)
+"""Round numbers, so that engine timings can be worked out by hand: a lone sequence's
+step is 12.5 ms plus 1 ms per prefilled token."""
 
 # Fast enough that a 7B step lasts 0.4 ms, slow enough that steps still take real time.
 FAST = SimConfig(preset=PRESETS["7b"], time_scale=50.0, seed=7)

@@ -5,19 +5,11 @@ import asyncio
 import pytest
 
 from zeta_testbed.sim.engine import Engine, FinishReason, SequenceState
-from zeta_testbed.sim.presets import PRESETS, Preset
+from zeta_testbed.sim.presets import PRESETS
+
+from .conftest import TINY
 
 pytestmark = pytest.mark.unit
-
-# Round numbers so that expected times can be worked out by hand.
-TINY = Preset(
-    name="tiny",
-    capacity=2,
-    decode_seconds_per_token=0.010,
-    prefill_seconds_per_token=0.001,
-    batch_penalty=0.5,
-    kv_capacity_tokens=1000,
-)
 
 
 def make_engine(clock, **kwargs) -> Engine:

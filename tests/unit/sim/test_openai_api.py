@@ -208,4 +208,9 @@ class TestRawHttp:
             "waiting": 0,
             "hung": 0,
             "kv_cache_usage": 0.0,
+            # "hi" is one token: looked up, too short to fill a block.
+            "prefix_caching": True,
+            "prefix_cache_queries": 1,
+            "prefix_cache_hits": 0,
+            "prefix_cached_blocks": 0,
         }

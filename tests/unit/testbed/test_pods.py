@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,13 @@ def test_llm_d_backend_explains_why_it_is_unavailable() -> None:
         pods.simulator_argv("llm-d-sim", "7b", "127.1.0.1", time_scale=1)
 
 
+def test_simulated_pods_cache_prefixes_only_when_asked() -> None:
+    assert "--no-prefix-caching" in pods.simulator_argv("zeta-sim", "7b", "127.1.0.1", time_scale=1)
+    argv = pods.simulator_argv("zeta-sim", "7b", "127.1.0.1", time_scale=1, prefix_caching=True)
+    assert "--prefix-caching" in argv
+    assert "--no-prefix-caching" not in argv
+
+
 def test_prometheus_relabels_namespace_pod_and_model() -> None:
     relabels = prometheus.config(tools.GO_DIR)["scrape_configs"][0]["relabel_configs"]
     targets = {r.get("target_label") for r in relabels}
@@ -104,3 +112,11 @@ def test_testbeds_side_by_side_start_their_search_apart() -> None:
     last = pods.address_index("127.1.255.254")
     assert pods.next_free_ip([], start=last) == "127.1.255.254"
     assert pods.next_free_ip([], start=last + 1) == "127.1.0.1"
+
+
+def test_state_keeps_prefix_caching_and_reads_older_state_as_off() -> None:
+    state = State("ns", "zeta-sim", 10.0, Ports(1, 2, 3, 4, 5), "token", prefix_caching=True)
+    assert State.from_json(state.to_json()) == state
+    older = json.loads(state.to_json())
+    del older["prefix_caching"]
+    assert State.from_json(json.dumps(older)).prefix_caching is False
