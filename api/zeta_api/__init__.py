@@ -95,7 +95,7 @@ from zeta_api.table_text import (
     encode_routing_table,
     parse_routing_table,
 )
-from zeta_api.traffic import PriorityClass, QueueTimeoutStatus, Tenant, Traffic
+from zeta_api.traffic import MAX_PRIORITY, PriorityClass, QueueTimeoutStatus, Tenant, Traffic
 
 __all__ = [
     "API_VERSION",
@@ -106,6 +106,7 @@ __all__ = [
     "DURATION_PATTERN",
     "GROUP",
     "KIND",
+    "MAX_PRIORITY",
     "PLURAL",
     "SHORT_NAME",
     "SIGNALS",

@@ -21,9 +21,11 @@ from typing import ClassVar
 
 from zeta_api.schema import Rule, Violation, prop, record
 
-__all__ = ["PriorityClass", "QueueTimeoutStatus", "Tenant", "Traffic"]
+__all__ = ["MAX_PRIORITY", "PriorityClass", "QueueTimeoutStatus", "Tenant", "Traffic"]
 
 MAX_CLASSES = 16
+MAX_PRIORITY = 1000
+"""The highest priority a class may have."""
 MAX_TENANTS = 256
 MAX_KEYS_PER_TENANT = 16
 _NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -52,7 +54,7 @@ class PriorityClass:
     priority: int = prop(
         "Rank in the admission queue: higher is admitted first; equal ranks in arrival order.",
         minimum=0,
-        maximum=1000,
+        maximum=MAX_PRIORITY,
     )
     sheddable: bool = prop(
         "Answer 429 with Retry-After at once when the model is saturated, instead of "
@@ -233,6 +235,14 @@ class Traffic:
         default=0.15,
         minimum=0,
         maximum=1,
+    )
+    engine_priority: bool = prop(
+        "The pods schedule by request priority (vLLM's `--scheduling-policy priority`): "
+        "the gateway sends each request's class as vLLM's `priority` (1000 minus the "
+        "class's priority: lower is served first), so a critical request preempts a "
+        "sheddable one in a full batch. Leave it off unless every pod runs that policy: "
+        "vLLM refuses a priority it does not schedule by.",
+        default=False,
     )
     gateway_replicas: int = prop(
         "How many gateway replicas share the rate limits: each enforces 1/N of every "

@@ -8,9 +8,10 @@ serve without re-serialising a long prompt. Pure: no I/O.
 import json
 from collections.abc import Callable
 
+from zeta_api import MAX_PRIORITY
 from zeta_sidecar.errors import BadRequest
 
-__all__ = ["parse_body", "rewrite_model"]
+__all__ = ["parse_body", "rewrite_model", "with_priority"]
 
 _FAST_LOADS: Callable[[bytes], object] | None
 try:
@@ -60,6 +61,21 @@ def rewrite_model(
     # into floats, and they must go out as they came. Rare: the splice almost always fits.
     body = json.loads(raw)
     body["model"] = served
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def with_priority(payload: bytes, class_priority: int) -> bytes:
+    """The body with vLLM's ``priority`` set from a traffic class's (vLLM serves lower
+    values first; a class's higher priority must come first), spliced in after the
+    opening brace when the body names none, else set by serialising it again."""
+    value = MAX_PRIORITY - class_priority
+    start = len(payload) - len(payload.lstrip())
+    if b'"priority"' not in payload and payload[start : start + 1] == b"{":
+        rest = payload[start + 1 :].lstrip()
+        if rest[:1] not in (b"}", b""):  # not an empty object: a comma may follow
+            return b'{"priority":%d,' % value + payload[start + 1 :]
+    body = json.loads(payload)
+    body["priority"] = value
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from zeta_api import PriorityClass, QueueTimeoutStatus, Strategy
 from zeta_sidecar.admission import QueueFull
 from zeta_sidecar.affinity_keys import request_keys
-from zeta_sidecar.bodies import parse_body, rewrite_model
+from zeta_sidecar.bodies import parse_body, rewrite_model, with_priority
 from zeta_sidecar.complexity import describe
 from zeta_sidecar.errors import (
     ApiError,
@@ -99,12 +99,9 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
         explained = None
         if virtual is not None and request.headers.get(_DEBUG_HEADER) == "1":
             explained = _explain(virtual, body, tier)
-        payload = rewrite_model(
-            raw, name, chosen.served_model_name, chosen.served_json,
-            name_json=snapshot.names_json.get(name),
-        )  # fmt: skip
         label = name
         cls, tenant, limits = gw.traffic.classify(name, request.headers)
+        payload = _payload(gw, snapshot, raw, name=name, chosen=chosen, cls=cls)
         usage = None
         if limits is not None:
             usage = _limit(gw, limits, raw, body, now=start, labels=(name, cls.name, tenant))
@@ -119,7 +116,7 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
                     "shed while it is.",
                     retry_after=gw.settings.retry_after,
                 )
-            if gw.admission.waiting(chosen.name) or not gw.router.has_room(chosen):
+            if _must_wait(gw, chosen, cls):
                 snapshot, chosen = await _queue(gw, chosen, cls, name, tenant)
                 queued = True
         gw.metrics.admission(name, cls.name, tenant, "queued" if queued else "admitted")
@@ -133,6 +130,30 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
             body, request.headers, chosen.affinity
         ),
     )  # fmt: skip
+
+
+def _must_wait(gw: Gateway, chosen: ModelPods, cls: PriorityClass) -> bool:
+    """Whether a request that may not be shed waits in the admission queue: others wait
+    already, or no pod has room. When the pods schedule by priority, the highest class
+    goes on at once: its pod preempts lower classes for it, and holding it here would
+    make it wait for load it outranks."""
+    if gw.traffic.traffic.engine_priority and cls.priority >= gw.traffic.top:
+        return False
+    return bool(gw.admission.waiting(chosen.name)) or not gw.router.has_room(chosen)
+
+
+def _payload(
+    gw: Gateway, snapshot: Snapshot, raw: bytes, *, name: str, chosen: ModelPods, cls: PriorityClass
+) -> bytes:
+    """The body the pod gets: its served model name, and the class's rank as vLLM's
+    ``priority`` when the pods schedule by it (``traffic.enginePriority``)."""
+    payload = rewrite_model(
+        raw, name, chosen.served_model_name, chosen.served_json,
+        name_json=snapshot.names_json.get(name),
+    )  # fmt: skip
+    if gw.traffic.traffic.engine_priority:
+        return with_priority(payload, cls.priority)
+    return payload
 
 
 def _limit(

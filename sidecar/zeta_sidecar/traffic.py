@@ -37,6 +37,8 @@ class TrafficPolicy:
     ) -> None:
         self.traffic = traffic
         self.classes = {c.name: c for c in traffic.classes}
+        self.top = max(c.priority for c in traffic.classes)
+        """The highest declared priority."""
         self.default = self.classes[traffic.default_class]
         self.class_header = traffic.class_header
         self.tenant_header = traffic.tenant_header

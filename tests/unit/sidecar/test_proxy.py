@@ -54,6 +54,21 @@ def test_rewrite_reserialises_when_splicing_is_ambiguous() -> None:
         assert "served" not in json.dumps({k: v for k, v in out.items() if k != "model"})
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model":"m","messages":[]}',
+        b' \n {"model": "m", "messages": []}',
+        b'{"model": "m", "priority": 7}',
+        b'{"model": "m", "tools": [{"priority": 1}]}',
+    ],
+)
+def test_the_class_rank_goes_out_as_vllm_priority(raw: bytes) -> None:
+    # vLLM serves lower priorities first: a class of priority 300 is 700, of 100 is 900.
+    out = json.loads(bodies.with_priority(raw, 300))
+    assert out == {**json.loads(raw), "priority": 700}
+
+
 def test_rewrite_keeps_integers_beyond_64_bits_exact() -> None:
     raw = b'{"tools": [{"model": "m", "n": 18446744073709551616}], "model": "m"}'
     out = rewrite_model(raw, "m", "served", b'"served"')
@@ -160,6 +175,53 @@ async def test_every_error_case_has_its_status_and_body(
     async with http.post(url, json=chat("ok")) as resp:
         assert resp.status == 200
         assert (await resp.json())["model"] == "sim-7b"
+
+
+async def test_engine_priority_sends_each_class_as_vllm_priority(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    # A pod without priority scheduling refuses a non-zero priority, as vLLM does: its
+    # 400 proves the gateway sent one; the pod that schedules by priority serves it.
+    plain, ranked = await make_sim(), await make_sim(priority_scheduling=True)
+    table = table_json(
+        {"plain": [endpoint(addr(plain))], "ranked": [endpoint(addr(ranked))]},
+        served={"plain": "sim-7b", "ranked": "sim-7b"},
+        traffic={"enginePriority": True},
+    )
+    sidecar = await make_sidecar(table)
+    url = f"{sidecar.url}/v1/chat/completions"
+    critical = {"x-zeta-priority": "critical"}
+    async with http.post(url, json=chat("plain"), headers=critical) as resp:
+        assert resp.status == 400
+        assert "Priority scheduling is not enabled" in (await error_of(resp))["message"]
+    async with http.post(url, json=chat("ranked"), headers=critical) as resp:
+        assert resp.status == 200
+
+
+async def test_with_engine_priority_the_top_class_is_not_held_for_load_it_outranks(
+    make_sim: SimFactory, make_sidecar: SidecarFactory, http: aiohttp.ClientSession
+) -> None:
+    # The pod preempts lower classes for the highest one, so the gateway sends it on
+    # although the model is saturated; a lower class still waits its turn (here, out).
+    ranked = await make_sim(priority_scheduling=True)
+    busy = {"running": 32, "waiting": 20}
+    table = table_json(
+        {"m": [endpoint(addr(ranked), load=busy)]},
+        served={"m": "sim-7b"},
+        traffic={
+            "enginePriority": True,
+            "classes": [
+                {"name": "critical", "priority": 300, "maxQueueTime": "100ms"},
+                {"name": "standard", "priority": 200, "maxQueueTime": "100ms"},
+            ],
+        },
+    )
+    sidecar = await make_sidecar(table)
+    url = f"{sidecar.url}/v1/chat/completions"
+    async with http.post(url, json=chat("m"), headers={"x-zeta-priority": "critical"}) as resp:
+        assert resp.status == 200
+    async with http.post(url, json=chat("m"), headers={"x-zeta-priority": "standard"}) as resp:
+        assert resp.status == 503
 
 
 async def test_no_table_yet_is_503_and_not_ready(
