@@ -126,9 +126,16 @@ def status_patch(ip: str, *, ready: bool, now: dt.datetime) -> dict[str, Any]:
 
 
 def simulator_argv(
-    backend: str, size: str, ip: str, *, time_scale: float, prefix_caching: bool = False
+    backend: str,
+    size: str,
+    ip: str,
+    *,
+    time_scale: float,
+    prefix_caching: bool = False,
+    priority_scheduling: bool = False,
 ) -> list[str]:
-    """The command line of a simulated pod; prefix caching is off unless asked for."""
+    """The command line of a simulated pod; prefix caching and priority scheduling are
+    off unless asked for."""
     if backend == "zeta-sim":
         return [
             sys.executable,
@@ -141,6 +148,7 @@ def simulator_argv(
             f"--time-scale={time_scale}",
             # Explicit either way: the sim's own default is on, as vLLM's.
             "--prefix-caching" if prefix_caching else "--no-prefix-caching",
+            f"--scheduling-policy={'priority' if priority_scheduling else 'fcfs'}",
         ]
     if backend == "llm-d-sim":
         # Not available yet: the module github.com/llm-d/llm-d-inference-sim is refused

@@ -71,6 +71,8 @@ class State:
     pods: list[PodInfo] = field(default_factory=list)
     prefix_caching: bool = False
     """Whether simulated pods cache prompt prefixes (``zeta-sim --prefix-caching``)."""
+    priority_scheduling: bool = False
+    """Whether simulated pods schedule by priority (``--scheduling-policy priority``)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -92,6 +94,7 @@ class State:
             pods=[PodInfo(**{**obj, "process": record(obj["process"])}) for obj in raw["pods"]],
             # Absent from the state of a testbed started before the option existed.
             prefix_caching=raw.get("prefix_caching", False),
+            priority_scheduling=raw.get("priority_scheduling", False),
         )
 
 
@@ -188,11 +191,14 @@ class Testbed:
         backend: str = "zeta-sim",
         time_scale: float = 1.0,
         prefix_caching: bool = False,
+        priority_scheduling: bool = False,
     ) -> None:
         """Start a testbed with ``pod_counts`` simulated pods per model size.
 
         ``prefix_caching`` turns on the pods' prefix caches; off by default, so that
         benchmarks recorded before the sim had one replay as they did.
+        ``priority_scheduling`` makes the pods schedule by request priority, as vLLM's
+        ``--scheduling-policy priority``.
         """
         if self.exists() and any(processes.is_running(p) for p in self.state().processes.values()):
             raise TestbedError(f"a testbed already runs from {self.state_dir}; `down` it first")
@@ -214,7 +220,10 @@ class Testbed:
         keys = pki.create(self.state_dir / "pki", dt.datetime.now(dt.UTC))
         token_file, token = controlplane.write_token_file(self.state_dir / "pki")
         ports = Ports(*free_ports(5))
-        state = State(namespace, backend, time_scale, ports, token, prefix_caching=prefix_caching)
+        state = State(
+            namespace, backend, time_scale, ports, token,
+            prefix_caching=prefix_caching, priority_scheduling=priority_scheduling,
+        )  # fmt: skip
         self._save(state)
         try:
             # Simulators start while the control plane does: they need nothing from it.
@@ -479,6 +488,7 @@ class Testbed:
             ip,
             time_scale=state.time_scale,
             prefix_caching=state.prefix_caching,
+            priority_scheduling=state.priority_scheduling,
         )
         record = processes.spawn(f"pod-{namespace}-{name}", argv, log_dir=self.state_dir / "logs")
         pod = PodInfo(namespace, name, size, ip, record)

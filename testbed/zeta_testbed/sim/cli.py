@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_BLOCK_SIZE,
         help="tokens per KV-cache block, the prefix cache's unit (default: %(default)s)",
     )
+    parser.add_argument(
+        "--scheduling-policy",
+        choices=["fcfs", "priority"],
+        default="fcfs",
+        help="vLLM's: fcfs, or priority (requests' `priority`, lower first; a better one "
+        "preempts a running one when the batch is full)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for output lengths and faults")
     parser.add_argument(
         "--log-level",
@@ -110,6 +117,7 @@ def parse_options(argv: list[str] | None) -> Options:
         legacy_kv_metric=args.legacy_kv_metric,
         prefix_caching=args.prefix_caching,
         block_size=args.block_size,
+        priority_scheduling=args.scheduling_policy == "priority",
         seed=args.seed,
     )
     return Options(config=config, host=args.host, port=args.port, log_level=args.log_level)

@@ -107,6 +107,7 @@ class Sequence:
         "generated",
         "id",
         "output_tokens",
+        "priority",
         "prompt_tokens",
         "state",
     )
@@ -120,10 +121,13 @@ class Sequence:
         finish_reason: FinishReason,
         arrived_at: float,
         blocks: tuple[int, ...] = (),
+        priority: int = 0,
     ) -> None:
         self.id = seq_id
         self.prompt_tokens = prompt_tokens
         self.blocks = blocks
+        self.priority = priority
+        """vLLM's request priority: lower is served first (priority scheduling only)."""
         """Hashes of the prompt's full blocks; empty when prefix caching is off."""
         self.cached_tokens = 0
         """Prompt tokens found in the prefix cache at admission; their prefill is skipped."""
@@ -224,6 +228,7 @@ class Engine:
         time_scale: float = 1.0,
         prefix_caching: bool = False,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        priority_scheduling: bool = False,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -248,6 +253,12 @@ class Engine:
             if prefix_caching
             else None
         )
+        self.priority_scheduling = priority_scheduling
+        """vLLM's ``--scheduling-policy priority``: the waiting are admitted by (priority,
+        arrival), and a waiting sequence of a better priority than a running one
+        preempts it when the batch is full (the preempted one waits again and, once
+        readmitted, prefills its prompt and what it generated: vLLM's recompute)."""
+        self._preemptions = 0
         # Insertion-ordered maps: FIFO admission, and O(1) removal on cancellation.
         self._waiting: OrderedDict[int, Sequence] = OrderedDict()
         self._running: dict[int, Sequence] = {}
@@ -319,6 +330,7 @@ class Engine:
         output_tokens: int,
         finish_reason: FinishReason = FinishReason.LENGTH,
         blocks: CollectionSequence[int] = (),
+        priority: int = 0,
     ) -> Sequence:
         """Queue a sequence that will emit ``output_tokens`` tokens, then end.
 
@@ -339,6 +351,7 @@ class Engine:
             blocks=()
             if self._cache is None
             else tuple(blocks[: prompt_tokens // self._cache.block_size]),
+            priority=priority,
         )
         self._next_id += 1
         self._submitted += 1
@@ -413,23 +426,46 @@ class Engine:
     def _admit(self, now: float) -> int:
         """Move waiting sequences into free slots; returns the prompt tokens to prefill."""
         cache = self._cache
-        prompt_tokens = cached_tokens = shared_tokens = 0
+        if self.priority_scheduling:
+            self._preempt()
+        prompt_tokens = cached_tokens = shared_tokens = recomputed = 0
         while self._waiting and len(self._running) < self.capacity:
-            _, seq = self._waiting.popitem(last=False)
+            seq = self._next_waiting()
             seq.state = SequenceState.RUNNING
             seq.admitted_at = now
             self._running[seq.id] = seq
+            recomputed += seq.generated  # a preempted sequence's tokens, computed again
             prompt_tokens += seq.prompt_tokens
             if cache is not None:
                 cached, shared = cache.acquire(seq.blocks, seq.prompt_tokens)
                 seq.cached_tokens = cached
                 cached_tokens += cached
                 shared_tokens += shared
-        self._kv_tokens += prompt_tokens - shared_tokens
+        self._kv_tokens += prompt_tokens - shared_tokens + recomputed
         self._prompt_tokens_total += prompt_tokens
         if cache is not None:
             cache.trim(self._kv_tokens)
-        return prompt_tokens - cached_tokens
+        return prompt_tokens - cached_tokens + recomputed
+
+    def _next_waiting(self) -> Sequence:
+        if not self.priority_scheduling:
+            return self._waiting.popitem(last=False)[1]
+        seq = min(self._waiting.values(), key=_rank)
+        del self._waiting[seq.id]
+        return seq
+
+    def _preempt(self) -> None:
+        """Make room in a full batch for waiting sequences of a better priority."""
+        while self._waiting and len(self._running) >= self.capacity:
+            best = min(self._waiting.values(), key=_rank)
+            worst = max(self._running.values(), key=_rank)
+            if best.priority >= worst.priority:
+                return
+            del self._running[worst.id]
+            self._release(worst)
+            worst.state = SequenceState.WAITING
+            self._waiting[worst.id] = worst
+            self._preemptions += 1
 
     def _release(self, seq: Sequence) -> None:
         """Give back the KV room of a sequence leaving the batch."""
@@ -461,3 +497,8 @@ class Engine:
         if self._cache is not None:
             # The batch grew by a token each: free cached blocks may have lost their room.
             self._cache.trim(self._kv_tokens)
+
+
+def _rank(seq: Sequence) -> tuple[int, int]:
+    """Priority scheduling's order: priority, then arrival (ids grow with arrival)."""
+    return seq.priority, seq.id

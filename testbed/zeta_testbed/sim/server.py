@@ -43,6 +43,7 @@ from zeta_testbed.sim.wire import (
     ChunkWriter,
     Generation,
     Kind,
+    bad_request,
     completion_body,
     error_response,
     json_response,
@@ -89,6 +90,9 @@ class SimConfig:
 
     block_size: int = DEFAULT_BLOCK_SIZE
     """Tokens per KV-cache block, the prefix cache's unit (vLLM's ``--block-size``)."""
+
+    priority_scheduling: bool = False
+    """vLLM's ``--scheduling-policy priority`` (see ``engine.Engine.priority_scheduling``)."""
 
     seed: int = 0
     """Seeds the default output lengths and the error-rate draws."""
@@ -183,6 +187,12 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     state = request.app[STATE]
     try:
         gen = parse_generation(kind, await read_json_object(request), state.config.accepted_models)
+        if gen.priority and not state.engine.priority_scheduling:
+            # vLLM's answer to a priority without `--scheduling-policy priority`.
+            raise bad_request(
+                f"Got priority {gen.priority} but Priority scheduling is not enabled.",
+                param="priority",
+            )
     except ApiError as exc:
         return exc.response()
     state.metrics.requests.total += 1
@@ -263,6 +273,7 @@ def _submit(state: SimState, gen: Generation) -> Sequence:
         blocks=()
         if block_size is None
         else block_hashes(gen.prompt, block_size, limit=gen.prompt_tokens // block_size),
+        priority=gen.priority,
     )
 
 
@@ -385,6 +396,7 @@ def create_app(
         time_scale=config.time_scale,
         prefix_caching=config.prefix_caching,
         block_size=config.block_size,
+        priority_scheduling=config.priority_scheduling,
         clock=clock,
         sleep=sleep,
     )

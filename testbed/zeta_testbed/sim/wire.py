@@ -91,6 +91,9 @@ class Generation:
     max_tokens: int | None
     stream: bool
     include_usage: bool
+    priority: int = 0
+    """vLLM's request priority (lower first); only a priority-scheduling engine takes
+    one other than 0."""
 
 
 async def read_json_object(request: web.Request) -> dict[str, object]:
@@ -206,6 +209,9 @@ def parse_generation(
         if not isinstance(options, dict):
             raise bad_request("'stream_options' must be an object.", param="stream_options")
         include_usage = options.get("include_usage") is True
+    priority = body.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int | None):
+        raise bad_request("'priority' must be an integer.", param="priority")
     return Generation(
         kind=kind,
         model=model,
@@ -214,6 +220,7 @@ def parse_generation(
         max_tokens=max_tokens,
         stream=bool(stream),
         include_usage=include_usage,
+        priority=priority or 0,
     )
 
 
