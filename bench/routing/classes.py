@@ -117,6 +117,13 @@ def tables(scenario: Scenario, rows: Sequence[dict[str, Any]]) -> list[str]:
         + ", ".join(f"{name or NO_TENANT} {share:.0%}" for name, share in mix.tenants)
         + "; limits "
         + ", ".join(f"{name} {m:g}x its mean offered rate" for name, m in scenario.tenant_limits)
+        + (
+            ". The pods schedule by priority (vLLM's `--scheduling-policy priority`) and Zeta "
+            "sends each class as the request's `priority` (`traffic.enginePriority`); other "
+            "systems' requests all have the default priority, served first come, first served"
+            if scenario.engine_priority
+            else ""
+        )
         + ". Shed: 429 `no_capacity`; limited: 429 `rate_limit_exceeded`.",
         "",
     ]

@@ -123,7 +123,10 @@ def _traffic(scenario: Scenario) -> dict[str, Any]:
         {"name": name, "requestsPerSecond": round(multiple * shares[name] * offered, 2)}
         for name, multiple in scenario.tenant_limits
     ]
-    return {"classes": classes, "tenants": tenants, "gatewayReplicas": scenario.replicas}
+    return {
+        "classes": classes, "tenants": tenants, "gatewayReplicas": scenario.replicas,
+        "enginePriority": scenario.engine_priority,
+    }  # fmt: skip
 
 
 def _duration(seconds: float) -> str:
@@ -401,7 +404,10 @@ def run(scenarios: Sequence[Scenario], seeds: Sequence[int], out: Path, records_
             testbed = Testbed(workdir / f"testbed-{group}")
             log(f"testbed {group}: pods {first.pods}, time scale {first.time_scale:g}")
             try:
-                testbed.up(first.pods, namespace=NAMESPACE, time_scale=first.time_scale)
+                testbed.up(
+                    first.pods, namespace=NAMESPACE, time_scale=first.time_scale,
+                    priority_scheduling=first.engine_priority,
+                )  # fmt: skip
                 pods = pods_of(testbed)
                 if any("zeta" in s.systems for s in members):
                     start_zeta(testbed, first)

@@ -75,6 +75,10 @@ class Scenario:
     """(tenant, requests/s limit as a multiple of the tenant's mean offered rate)."""
     drop_priorities: Sequence[str] = ()
     """Traffic classes removed from the trace (the same trace, less those requests)."""
+    engine_priority: bool = False
+    """The pods schedule by request priority (vLLM's ``--scheduling-policy priority``)
+    and Zeta declares ``traffic.enginePriority``; requests of other systems all carry
+    the default priority, so the pods serve them first come, first served."""
     extra: dict[str, str] = field(default_factory=dict)
 
     def load_at(self, t: float) -> float:
@@ -213,6 +217,7 @@ def _classes(
         classes=True,
         tenant_limits=TENANT_LIMITS,
         drop_priorities=tuple(drop),
+        engine_priority=True,
     )
 
 
