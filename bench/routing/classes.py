@@ -243,32 +243,28 @@ def verdicts(scenarios: Sequence[Scenario], summaries: Sequence[dict[str, Any]])
 ANALYSIS = (
     "## What the run shows, and why",
     "",
-    "Written by hand from the run of 2026-11-30 12:37-12:43 UTC (2 seeds, a quiet "
-    "machine: sender lag p99 under 0.06 s); a rerun regenerates the tables and checks "
+    "Written by hand from the run of 2026-11-30 13:40-13:46 UTC (2 seeds, a quiet "
+    "machine: sender lag p99 under 0.03 s); a rerun regenerates the tables and checks "
     "above, not this text.",
     "",
     "- **Nobody who must be served is refused.** Round robin serves every request and "
-    "its p99 TTFT is 133 model seconds (the slowed pod takes a third of the traffic at a "
-    "third of the speed); vllm-router's power_of_two 21 s. Zeta's is 1.26 s (0.01x round "
+    "its p99 TTFT is 139 model seconds (the slowed pod takes a third of the traffic at a "
+    "third of the speed); vllm-router's power_of_two 25 s. Zeta's is 1.36 s (0.01x round "
     "robin) with zero 429s for critical and standard requests of tenants within their "
-    "limits: only sheddable requests are shed (70 of 427, 16 %), and only `batch` (twice "
-    "its limit) is limited, to its rate (102 of 207 served). Goodput 1.49x round robin.",
-    "- **Critical p99 TTFT is 1.17-1.43 s against 0.82-0.92 s with no sheddable traffic: "
-    "not met.** The pods never queue behind a sheddable request (they hold 31-32 running "
-    "and 0-1 waiting in the burst: the sidecar keeps sheddable requests out of the last "
-    "15 % of each batch and sheds them), but the sheddable requests admitted *before* "
-    "the burst still hold batch places when it comes, so critical requests in the burst "
-    "find fuller batches (slower steps, a slot to wait for) than with no sheddable "
-    "traffic at all. A larger reserve does not close it (30 %: 1.22-1.31 s, more shed). "
-    "What would: priority scheduling in the engine (vLLM's `--scheduling-policy "
-    "priority`, which preempts lower-priority sequences), with the sidecar passing the "
-    "class's rank as the request's `priority`; the simulator does not model it yet.",
-    "- **Three replicas: the limits and the saturation rule hold within 20 %** (batch "
-    "served 92 vs 102, sheddable shed 62 vs 70), but critical p99 TTFT is 2.26 s "
-    "(1.03-3.41 over the seeds) against 1.30 s: not met, with a spread that says a p99 of "
-    "286 requests per run is a noisy figure (seed 2 was better with 3 replicas than with "
-    "one). Each replica judges the pods by the shared report plus its own requests times "
-    "three, so between reports a replica whose share ran above a third over-admits a "
-    "little. One `app` request of 204 was limited with 3 replicas (each enforces a third "
-    "of the rate and of the burst, and clients are spread unevenly).",
+    "limits: only sheddable requests are shed (90 of 427, 21 %), and only `batch` (twice "
+    "its limit) is limited, to its rate (100 of 207 served). Goodput 1.6x round robin.",
+    "- **Critical p99 TTFT is 1.01-1.24 s against 0.74-0.95 s with no sheddable traffic: "
+    "not met.** Three things close most of the gap, each measured here: sheddable "
+    "requests keep out of the last 15 % of each batch (`sheddableReserve`; critical p99 "
+    "11.7 s before it), the pods schedule by priority and Zeta passes each class as "
+    "vLLM's `priority` (a critical request preempts a sheddable one in a full batch), "
+    "and the highest class is not held in the gateway's admission queue for load it "
+    "outranks (1.17-1.43 s before these two). What is left is the pods' own work: "
+    "fuller batches step more slowly and prefill more prompts per step, and a third of "
+    "the critical requests land on the slowed pod. A p99 of 286 requests per run is "
+    "also a noisy figure.",
+    "- **Three replicas: within 20 % of one replica on every figure checked** (the "
+    "limits, the saturation rule, critical p99 TTFT 0.97 s against 1.12 s). One `app` "
+    "request can be limited with 3 replicas: each enforces a third of the rate and of "
+    "the burst, and clients are spread unevenly.",
 )
