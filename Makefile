@@ -66,7 +66,7 @@ image:  ## the container image (podman, root), on a base made from Debian packag
 	images/build.sh
 
 test-image: image $(STAMP)  ## run both entry points from the image: non-root, read-only root (podman)
-	$(BIN)/pytest tests/image
+	ZETA_IMAGE_TESTS=1 $(BIN)/pytest tests/image
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

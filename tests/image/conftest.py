@@ -101,6 +101,10 @@ class Podman:
 
 @pytest.fixture(scope="session")
 def podman() -> Podman:
+    # An image left on the machine may be older than the code under test (seen: an old
+    # operator refusing the new CRD's fields), so these run only right after a build.
+    if os.environ.get("ZETA_IMAGE_TESTS") != "1":
+        pytest.skip("the image tests run under `make test-image`, right after the build")
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed")
     if os.geteuid() != 0:
