@@ -290,6 +290,13 @@ def test_killing_a_pod_under_load(
             for _ in range(6)
         ]
         await asyncio.sleep(1.0)
+        # Kill it while it streams (seen once: no stream on it at the 1 s mark).
+        async with aiohttp.ClientSession() as http:
+            for _ in range(50):
+                async with http.get(f"http://{victim.address}/admin/stats") as resp:
+                    if (await resp.json())["running"] >= 2:
+                        break
+                await asyncio.sleep(0.1)
         await asyncio.to_thread(processes.stop, victim.process)  # the pod's server dies
         await asyncio.sleep(1.5)
         stop.set()
