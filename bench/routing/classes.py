@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from routing.loadgen import Record
-from routing.scenarios import Scenario
+from routing.scenarios import SLOW, Scenario
 from routing.summary import pct
 
 SHED = "http 429 no_capacity"
@@ -158,13 +158,17 @@ def _verdict(ok: bool | None) -> str:
     return "**met**" if ok else ("**not met**" if ok is not None else "not measured")
 
 
+FAST = ("classes", "classes-no-sheddable")
+"""The same pair at the suite's time scale 8."""
+
+
 def verdicts(scenarios: Sequence[Scenario], summaries: Sequence[dict[str, Any]]) -> list[str]:
     """Issue 9's acceptance points, each checked against this run."""
 
     def rows(scenario: str, system: str = "zeta") -> list[dict[str, Any]]:
         return [r for r in summaries if r["scenario"] == scenario and r["system"] == system]
 
-    zeta, calm, x3 = rows("classes"), rows("classes-no-sheddable"), rows("classes-x3")
+    zeta, x3 = rows("classes"), rows("classes-x3")
     out = ["## Targets (issue 9), checked against this run", ""]
     main = next((s for s in scenarios if s.name == "classes"), None)
     if not zeta or main is None:
@@ -190,16 +194,20 @@ def verdicts(scenarios: Sequence[Scenario], summaries: Sequence[dict[str, Any]])
         f"shed (median), {shed_other:.0f} of any other class -> "
         f"{_verdict(shed_other == 0 and bool(shed))}."
     )
-    ours, alone = (
-        _span(zeta, "by_class", "critical", "ttft_p99"),
-        _span(calm, "by_class", "critical", "ttft_p99"),
-    )
-    if ours and alone:
-        out.append(
-            f"- critical p99 TTFT no worse than with no sheddable traffic (within the "
-            f"spread): {ours[0]:.2f}-{ours[1]:.2f} s against {alone[0]:.2f}-{alone[1]:.2f} s "
-            f"-> {_verdict(ours[0] <= alone[1])}."
-        )
+    # Judged at time scale 2 (``scenarios.SLOW``: at 8 the comparison measures the
+    # harness); the pair at 8 is shown beside it.
+    for (busy, quiet), where in ((SLOW, "at time scale 2"), (FAST, "at time scale 8")):
+        ours = _span(rows(busy), "by_class", "critical", "ttft_p99")
+        alone = _span(rows(quiet), "by_class", "critical", "ttft_p99")
+        if ours and alone:
+            judged = where.endswith("2")
+            out.append(
+                f"- critical p99 TTFT no worse than with no sheddable traffic (within the "
+                f"spread), {where}: {ours[0]:.2f}-{ours[1]:.2f} s against "
+                f"{alone[0]:.2f}-{alone[1]:.2f} s -> "
+                + (_verdict(ours[0] <= alone[1]) if judged else "shown, not judged")
+                + "."
+            )
     rr = rows("classes", "round-robin")
     crit, crit_rr = (
         _med(zeta, "by_class", "critical", "ttft_p99"),

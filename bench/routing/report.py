@@ -75,8 +75,9 @@ NOTES = (
     "carry the answering model, not the pod. `herding` is the busiest pod's share of each "
     "0.5 s window's requests times the number of pods (1.0: even; the pod count: every "
     "request of a window to one pod).",
-    "- **Every request counts.** A request still unanswered after 30 wall seconds is a "
-    "failure (timeout); shed (429) and failed requests never meet the SLO.",
+    "- **Every request counts.** A request still unanswered after 30 wall seconds (the "
+    "traffic-classes suite: four model minutes) is a failure (timeout); shed (429) and "
+    "failed requests never meet the SLO.",
     "- **Not measured here:** pods killed or added *during* a scenario (a static proxy "
     "would need its configuration changed; `bench/reaction.py` measures deletion and "
     "addition for Zeta); LiteLLM's router (not installed: no time in this session); "

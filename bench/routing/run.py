@@ -55,8 +55,6 @@ DEFAULT_RATE_WINDOW = 60.0
 DEFAULT_MAX_QUEUE_TIME = 60.0
 """The CRD's policy and traffic-class defaults and zeta-operator's --rate-window
 default, in seconds."""
-REQUEST_TIMEOUT = 30.0
-"""Wall seconds a request may take before it counts as a timeout (a failure)."""
 
 
 def log(message: str) -> None:
@@ -285,7 +283,7 @@ def run_one(
         try:
             records = await replay(
                 requests, running.urls, system=system.name, scenario=scenario.name,
-                seed=seed, limit=REQUEST_TIMEOUT, events=events,
+                seed=seed, limit=scenario.request_timeout, events=events,
             )  # fmt: skip
         finally:
             stop.set()
