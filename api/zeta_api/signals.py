@@ -135,9 +135,10 @@ SIGNALS: Mapping[Signal, SignalInfo] = MappingProxyType(
             # are only readable through an override, e.g. from a gateway's metrics.
             queries={},
         ),
-        # Counters in tokens since vLLM's V1 engine: `prefix_cache_*` from 0.9.2, and
-        # `gpu_prefix_cache_*` before (hidden from 0.11, gone in 0.12). SGLang exports a
-        # hit-rate gauge only, which cannot be summed over pods or a window: no query.
+        # vLLM V1's counters: `prefix_cache_*` from 0.9.2, `gpu_prefix_cache_*` before
+        # (hidden from 0.11, gone in 0.12); in tokens (blocks in the first V1 releases:
+        # the same unit for both, so their ratio stands). SGLang exports a hit-rate gauge
+        # only, which cannot be summed over pods or a window: no query.
         Signal.PREFIX_CACHE_HITS: SignalInfo(
             field="prefix_cache_hits",
             meaning="prompt tokens found in the prefix cache per second, per pod",

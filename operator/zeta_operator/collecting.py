@@ -79,9 +79,9 @@ async def _fetch(
     """The load's answers, or its :class:`MetricsError`; then the optional signals'
     answers, if they come."""
     results = await source.fetch(load)
-    # Failing, they are unknown, as for pods that export no such counter.
-    with contextlib.suppress(MetricsError):
-        if optional:
+    if optional:
+        # Failing, they are unknown, as for pods that export no such counter.
+        with contextlib.suppress(MetricsError):
             results.update(await source.fetch(optional))
     return results
 
