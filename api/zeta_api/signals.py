@@ -1,4 +1,4 @@
-"""The load signals, as data: one table from which every per-signal list derives.
+"""The per-pod signals, as data: one table from which every per-signal list derives.
 
 Each row of :data:`SIGNALS` says, for one :class:`Signal` (its wire name), the Python
 field that holds it (in :class:`QueryOverrides`, and in the operator's per-pod load),
@@ -13,6 +13,12 @@ Each must return one sample per pod, labelled ``pod``; the operator fills in
 ``{{namespace}}``, ``{{pods}}`` (an anchored alternation of the router's pod names)
 and ``{{window}}`` (its ``rate()`` range) before it asks. A signal an engine does not
 export has no query for it: it is not read, and the weighting treats it as unknown.
+
+Most signals are load, which the weighting reads. The prefix cache's two counters are
+*optional*: they are reported (each model's hit rate in the status), never weighed, and
+pods may export no such counter by design (vLLM's V0 engine, SGLang, older
+llm-d-inference-sim releases), so their queries may answer nothing and may fail
+without failing the load's collection.
 """
 
 import enum
@@ -36,13 +42,15 @@ class Engine(enum.StrEnum):
 
 
 class Signal(enum.StrEnum):
-    """A per-pod load signal read from Prometheus (the value is its wire name)."""
+    """A per-pod signal read from Prometheus (the value is its wire name)."""
 
     RUNNING = "running"
     WAITING = "waiting"
     KV_CACHE = "kvCache"
     TTFT_P95 = "ttftP95"
     ERROR_RATE = "errorRate"
+    PREFIX_CACHE_HITS = "prefixCacheHits"
+    PREFIX_CACHE_QUERIES = "prefixCacheQueries"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +65,9 @@ class SignalInfo:
     """Values above it are read as it (a ratio an engine rounds above 1 is full)."""
     queries: Mapping[Engine, str]
     """Default PromQL per engine; an engine missing here exports no such metric."""
+    optional: bool = False
+    """Reported, not weighed: its query may answer nothing by design, and its failure
+    leaves only this signal unknown (the load signals' collection stands)."""
 
 
 _SEL = '{namespace="{{namespace}}",pod=~"{{pods}}"}'
@@ -67,6 +78,12 @@ def _gauge(*names: str) -> str:
     # exports both spellings from different pods, and each pod must still count once.
     series = " or ".join(f"{name}{_SEL}" for name in names)
     return f"max by (pod) ({series})"
+
+
+def _rate(*names: str) -> str:
+    # Per pod first, then `or`: vLLM 0.9.2 to 0.10 export the old and the new name with
+    # the same value, and a pod must count once; older pods have only the old name.
+    return " or ".join(f"sum by (pod) (rate({name}{_SEL}[{{{{window}}}}]))" for name in names)
 
 
 def _p95(histogram: str) -> str:
@@ -117,6 +134,30 @@ SIGNALS: Mapping[Signal, SignalInfo] = MappingProxyType(
             # vLLM, SGLang (and llm-d-inference-sim) export no failure counter: errors
             # are only readable through an override, e.g. from a gateway's metrics.
             queries={},
+        ),
+        # vLLM V1's counters: `prefix_cache_*` from 0.9.2, `gpu_prefix_cache_*` before
+        # (hidden from 0.11, gone in 0.12); in tokens (blocks in the first V1 releases:
+        # the same unit for both, so their ratio stands). SGLang exports a hit-rate gauge
+        # only, which cannot be summed over pods or a window: no query.
+        Signal.PREFIX_CACHE_HITS: SignalInfo(
+            field="prefix_cache_hits",
+            meaning="prompt tokens found in the prefix cache per second, per pod",
+            optional=True,
+            queries={
+                Engine.VLLM: _rate(
+                    "vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"
+                ),
+            },
+        ),
+        Signal.PREFIX_CACHE_QUERIES: SignalInfo(
+            field="prefix_cache_queries",
+            meaning="prompt tokens looked up in the prefix cache per second, per pod",
+            optional=True,
+            queries={
+                Engine.VLLM: _rate(
+                    "vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"
+                ),
+            },
         ),
     }
 )

@@ -118,6 +118,14 @@ class ModelStatus:
         default=None,
         minimum=0,
     )
+    prefix_cache_hit_rate: float | None = prop(
+        "The pods' prefix-cache hit rate (0 to 1): prompt tokens found cached per prompt "
+        "token looked up, summed over the model's pods, over the operator's rate window; "
+        "absent when no pod exports prefix-cache counters or none looked anything up.",
+        default=None,
+        minimum=0,
+        maximum=1,
+    )
 
 
 @record

@@ -5,15 +5,18 @@ reuse) while the spec names the same URL and timeout, renders the queries
 (:mod:`.metrics.queries`), awaits the answers (I/O, :mod:`.metrics.client`) and turns
 them into per-pod loads (pure, :mod:`.metrics.extraction`) with a verdict on them
 (:func:`assess`). A failing Prometheus is a value here, never an
-exception: the ladder decides what it means.
+exception: the ladder decides what it means. The optional signals (the prefix cache's
+counters, reported and never weighed) are asked once the load has answered, and
+their failure only leaves them unknown.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from zeta_api import CONDITION_METRICS_AVAILABLE, ConditionStatus, ZetaRouterSpec
+from zeta_api import CONDITION_METRICS_AVAILABLE, ConditionStatus, Signal, ZetaRouterSpec
 from zeta_operator.deciding import Collected
 from zeta_operator.metrics import queries
 from zeta_operator.metrics.client import MetricsError, PrometheusSource, Results, reuse
@@ -56,7 +59,7 @@ class Collector:
             window=self.settings.rate_window,
         )
         try:
-            results = await awaiting(self.source.fetch(plan))
+            results = await awaiting(_fetch(self.source, *queries.split(plan)))
         except MetricsError as exc:
             return metrics_failed(exc.reason, str(exc))
         # Pure, and it grows with the pods: in a worker thread, off the event loop.
@@ -68,6 +71,19 @@ class Collector:
     def close(self) -> None:
         if self.source is not None:
             self.source.close()
+
+
+async def _fetch(
+    source: PrometheusSource, load: Mapping[Signal, str], optional: Mapping[Signal, str]
+) -> Results:
+    """The load's answers, or its :class:`MetricsError`; then the optional signals'
+    answers, if they come."""
+    results = await source.fetch(load)
+    if optional:
+        # Failing, they are unknown, as for pods that export no such counter.
+        with contextlib.suppress(MetricsError):
+            results.update(await source.fetch(optional))
+    return results
 
 
 def static_metrics() -> Collected:

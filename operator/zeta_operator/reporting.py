@@ -8,7 +8,7 @@ status does (:func:`zeta_api.with_condition`).
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from zeta_api import (
@@ -28,7 +28,15 @@ from zeta_api import (
 from zeta_operator.snapshots import PodLoad, PodRecord
 from zeta_operator.weighting import Weights
 
-__all__ = ["Shift", "Verdict", "build_status", "model_statuses", "shifts", "traffic_status"]
+__all__ = [
+    "Shift",
+    "Verdict",
+    "build_status",
+    "hit_rate",
+    "model_statuses",
+    "shifts",
+    "traffic_status",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +53,31 @@ def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def hit_rate(loads: Iterable[PodLoad]) -> float | None:
+    """Prefix-cache tokens hit per token looked up, over the pods that report both
+    counters: summed first, so a busy pod weighs as much as its traffic (a mean of
+    per-pod rates would count an idle pod's lone miss like a busy pod's thousands).
+    ``None`` when no pod reports them or none looked anything up: unknown, not 0."""
+    reporting = [
+        (x.prefix_cache_hits, x.prefix_cache_queries)
+        for x in loads
+        if x.prefix_cache_hits is not None and x.prefix_cache_queries is not None
+    ]
+    queried = math.fsum(q for _, q in reporting)
+    if not queried > 0:
+        return None
+    # Two rates extrapolated apart may put hits a hair above queries.
+    return round(min(math.fsum(h for h, _ in reporting) / queried, 1.0), 3)
+
+
 def model_statuses(
     spec: ZetaRouterSpec,
     selection: Mapping[str, list[PodRecord]],
     weights: Weights | None,
     loads: Mapping[str, PodLoad],
 ) -> tuple[ModelStatus, ...]:
-    """Per model: ready pods in the table, weight, summed waiting, mean KV, worst TTFT."""
+    """Per model: ready pods in the table, weight, summed waiting, mean KV, worst TTFT,
+    prefix-cache hit rate."""
     out = []
     for model in spec.models:
         pods = selection.get(model.name, [])
@@ -70,6 +96,7 @@ def model_statuses(
                 kv_cache=None if not kv else round(min(_mean(kv) or 0.0, 1.0), 3),
                 # The worst pod's p95: a model is as slow as its slowest share of traffic.
                 ttft_p95=round(max(ttft), 4) if ttft else None,
+                prefix_cache_hit_rate=hit_rate(known),
             )
         )
     return tuple(out)

@@ -28,6 +28,10 @@ class PodLoad:
     """Seconds."""
     error_rate: float | None = None
     """Failed requests per second."""
+    prefix_cache_hits: float | None = None
+    """Prompt tokens found in the prefix cache per second (reported, not weighed)."""
+    prefix_cache_queries: float | None = None
+    """Prompt tokens looked up in the prefix cache per second (reported, not weighed)."""
 
     @property
     def known(self) -> bool:

@@ -456,11 +456,15 @@ class Testbed:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
         ready: bool = True,
+        prefix_caching: bool | None = None,
     ) -> PodInfo:
-        """Start a simulator and the Pod object that stands for it."""
+        """Start a simulator and the Pod object that stands for it; ``prefix_caching``,
+        when given, replaces the testbed's own setting for this pod."""
         for attempt in range(_ADDRESS_ATTEMPTS):
             with self._locked() as state:
-                pod = self._spawn_simulator(state, size, namespace or state.namespace)
+                pod = self._spawn_simulator(
+                    state, size, namespace or state.namespace, prefix_caching=prefix_caching
+                )
             try:
                 self._register_pod(pod, labels=labels, ready=ready)
             except processes.StartError:
@@ -474,7 +478,9 @@ class Testbed:
             return pod
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _spawn_simulator(self, state: State, size: str, namespace: str) -> PodInfo:
+    def _spawn_simulator(
+        self, state: State, size: str, namespace: str, *, prefix_caching: bool | None = None
+    ) -> PodInfo:
         if size not in pods.SIZES:
             raise TestbedError(f"unknown model size {size!r}: expected one of {pods.SIZES}")
         taken = [pod.ip for pod in state.pods]
@@ -487,7 +493,7 @@ class Testbed:
             size,
             ip,
             time_scale=state.time_scale,
-            prefix_caching=state.prefix_caching,
+            prefix_caching=state.prefix_caching if prefix_caching is None else prefix_caching,
             priority_scheduling=state.priority_scheduling,
         )
         record = processes.spawn(f"pod-{namespace}-{name}", argv, log_dir=self.state_dir / "logs")

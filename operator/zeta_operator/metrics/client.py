@@ -40,7 +40,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from zeta_api import Signal
+from zeta_api import SIGNALS, Signal
 
 __all__ = [
     "DEFAULT_MAX_QUERIES",
@@ -56,9 +56,11 @@ __all__ = [
 
 Results = dict[Signal, list[Mapping[str, Any]]]
 
-DEFAULT_MAX_QUERIES = 2 * len(Signal)
-"""Two collections' worth: one stalled collection still leaves room for the next;
-when two are stuck, Prometheus is not coming back soon and waiting helps nobody."""
+DEFAULT_MAX_QUERIES = 2 * sum(1 for info in SIGNALS.values() if not info.optional)
+"""Two collections' worth of load signals: one stalled collection still leaves room for
+the next; when two are stuck, Prometheus is not coming back soon and waiting helps
+nobody. The optional signals are asked only once the load has answered: a Prometheus
+that starts to hang holds at most one collection's optional queries besides."""
 
 
 class MetricsError(Exception):

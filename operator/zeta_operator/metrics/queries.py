@@ -11,7 +11,9 @@ and no query is ever sent per pod. Default queries also use ``{{window}}``, the
 ``rate()`` range from the operator's settings; user overrides may use it too.
 
 A signal with no query (an engine exporting no such metric, e.g. vLLM has no failure
-counter) is simply not read: the weighting treats it as unknown, i.e. neutral.
+counter) is simply not read: the weighting treats it as unknown, i.e. neutral. The
+optional signals (the prefix cache's counters) are asked apart, after the load
+(:func:`split`): they may answer nothing by design.
 """
 
 import re
@@ -20,7 +22,7 @@ from types import MappingProxyType
 
 from zeta_api import SIGNALS, Engine, QueryOverrides, Signal
 
-__all__ = ["DEFAULT_QUERIES", "QueryPlan", "plan", "pods_regex", "render"]
+__all__ = ["DEFAULT_QUERIES", "QueryPlan", "plan", "pods_regex", "render", "split"]
 
 DEFAULT_QUERIES: Mapping[Engine, Mapping[Signal, str]] = MappingProxyType(
     {
@@ -81,3 +83,10 @@ def plan(
         signal: render(template, namespace=namespace, pods=pods, window=window)
         for signal, template in templates.items()
     }
+
+
+def split(queries: QueryPlan) -> tuple[dict[Signal, str], dict[Signal, str]]:
+    """``queries`` as the load signals' and the optional signals' (see
+    :attr:`zeta_api.SignalInfo.optional`)."""
+    load = {s: q for s, q in queries.items() if not SIGNALS[s].optional}
+    return load, {s: q for s, q in queries.items() if SIGNALS[s].optional}
