@@ -12,7 +12,8 @@ parent knows, and the parent asks them:
 - ``/healthz``: every worker answers its own (a stuck event loop fails the liveness
   probe, as it would in one process);
 - ``/table``: the first worker's;
-- ``/workers``: each worker's pid, state and table revision (a reload reaching them all).
+- ``/workers``: each worker's pid, state, table revision (a reload reaching them all),
+  requests answered and open traffic connections (how evenly the kernel spreads them).
 """
 
 import asyncio
@@ -24,7 +25,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from zeta_sidecar.merged_metrics import merge_expositions
+from zeta_sidecar.merged_metrics import merge_expositions, sample_sum
 
 __all__ = ["Group", "WorkerState", "group_admin_app"]
 
@@ -154,15 +155,24 @@ async def _table(request: web.Request) -> web.Response:
 
 async def _workers(request: web.Request) -> web.Response:
     group = request.app[_GROUP]
-    answers = await _ask_all(request, "/table")
+    tables, metrics = await asyncio.gather(
+        _ask_all(request, "/table"), _ask_all(request, "/metrics")
+    )
     states = []
-    for worker, (status, body) in zip(group.workers, answers, strict=True):
-        revision = json.loads(body)["revision"] if status == 200 else None
+    for worker, (status, table), (scraped, text) in zip(
+        group.workers, tables, metrics, strict=True
+    ):
+        exposition = text.decode() if scraped == 200 else ""
         states.append({
             "worker": worker.index,
             "pid": worker.pid,
             "running": worker.exit_code is None,
             "exitCode": worker.exit_code,
-            "revision": revision,
+            "revision": json.loads(table)["revision"] if status == 200 else None,
+            # How evenly the kernel spreads connections: what each worker answered.
+            "requests": sample_sum(exposition, "zeta_requests_total"),
+            "openConnections": sample_sum(
+                exposition, "zeta_open_connections", listener="traffic"
+            ),
         })  # fmt: skip
     return web.json_response({"draining": group.draining, "workers": states})

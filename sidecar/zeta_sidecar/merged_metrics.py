@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-__all__ = ["GAUGE_MODES", "merge_expositions", "merge_families"]
+__all__ = ["GAUGE_MODES", "merge_expositions", "merge_families", "sample_sum"]
 
 Combine = Callable[[float, float], float]
 
@@ -100,3 +100,15 @@ def merge_expositions(texts: Iterable[str]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed(families))
     return generate_latest(registry)
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of an exposition's samples named ``name`` whose labels include ``labels``
+    (one worker's total of a counter over its other labels, say)."""
+    wanted = labels.items()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and wanted <= sample.labels.items()
+    )
