@@ -123,7 +123,13 @@ async def _supervise(settings: Settings, children: list[_Child]) -> int:
     admin = AdminRunner(group_admin_app(group), settings, ConnectionMetrics(group.registry))
     await admin.setup()
     try:
-        await web.TCPSite(admin, settings.host, settings.admin_port).start()
+        try:
+            await web.TCPSite(admin, settings.host, settings.admin_port).start()
+        except OSError as exc:  # the port taken, say: the workers must not live on unseen
+            logger.error("admin port %d: %s", settings.admin_port, exc)
+            group.draining = True
+            await _drain(settings, group, changed)
+            return 1
         stopping = asyncio.ensure_future(stop.wait())
         while not stop.is_set() and not group.exited():
             changed.clear()
