@@ -61,55 +61,48 @@ def test_workers_for(quotas: list[float], available: int, workers: int) -> None:
 # --- the CPUs: sample cgroup files -----------------------------------------------------
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
+def _cpus(tmp_path: Path, files: dict[str, str], self_cgroup: str) -> list[float]:
+    """:func:`cgroup_cpus` on a mount holding ``files``, for a process in ``self_cgroup``."""
+    root = tmp_path / "cgroup"
     for name, text in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    (tmp_path / "self").write_text(self_cgroup)
+    return cgroup_cpus(root, tmp_path / "self")
 
 
 def test_cgroup_v2_reads_the_process_cgroup_and_its_ancestors(tmp_path: Path) -> None:
-    root = tmp_path / "cgroup"
-    _write(root, {
+    files = {
         "cgroup.controllers": "cpuset cpu io memory pids\n",
         "cpu.max": "max 100000\n",
         "kubepods/cpu.max": "800000 100000\n",
         "kubepods/pod1/cpu.max": "max 100000\n",
         "kubepods/pod1/ctr/cpu.max": "150000 100000\n",
-    })  # fmt: skip
-    self_cgroup = tmp_path / "self"
-    self_cgroup.write_text("0::/kubepods/pod1/ctr\n")
-    assert sorted(cgroup_cpus(root, self_cgroup)) == [1.5, 8.0]
+    }
+    assert sorted(_cpus(tmp_path, files, "0::/kubepods/pod1/ctr\n")) == [1.5, 8.0]
 
 
 def test_cgroup_v2_in_a_cgroup_namespace(tmp_path: Path) -> None:
     # Inside a container with its own cgroup namespace: "/" is the container's cgroup.
-    root = tmp_path / "cgroup"
-    _write(root, {"cgroup.controllers": "cpu\n", "cpu.max": "200000 100000\n"})
-    self_cgroup = tmp_path / "self"
-    self_cgroup.write_text("0::/\n")
-    assert cgroup_cpus(root, self_cgroup) == [2.0]
+    files = {"cgroup.controllers": "cpu\n", "cpu.max": "200000 100000\n"}
+    assert _cpus(tmp_path, files, "0::/\n") == [2.0]
 
 
 def test_cgroup_v1_skips_host_paths_absent_from_the_mount(tmp_path: Path) -> None:
     # Docker on v1: /proc/self/cgroup names the host's path, the mount is the container's.
-    root = tmp_path / "cgroup"
-    _write(root, {
+    files = {
         "cpu,cpuacct/cpu.cfs_quota_us": "250000\n",
         "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
         "memory/memory.limit_in_bytes": "1073741824\n",
-    })  # fmt: skip
-    self_cgroup = tmp_path / "self"
-    self_cgroup.write_text("12:memory:/kubepods/pod1/ctr\n4:cpu,cpuacct:/kubepods/pod1/ctr\n0::/\n")
-    assert cgroup_cpus(root, self_cgroup) == [2.5]
+    }
+    lines = "12:memory:/kubepods/pod1/ctr\n4:cpu,cpuacct:/kubepods/pod1/ctr\n0::/\n"
+    assert _cpus(tmp_path, files, lines) == [2.5]
 
 
 def test_cgroup_v1_unlimited_and_no_cgroup_at_all(tmp_path: Path) -> None:
-    root = tmp_path / "cgroup"
-    _write(root, {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"})
-    self_cgroup = tmp_path / "self"
-    self_cgroup.write_text("2:cpu:/\n")
-    assert cgroup_cpus(root, self_cgroup) == []
+    files = {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    assert _cpus(tmp_path, files, "2:cpu:/\n") == []
     assert cgroup_cpus(tmp_path / "none", tmp_path / "missing") == []
 
 
