@@ -18,8 +18,8 @@ updates), and exports only what is in those files, so the gauges read at scrape 
 from the worker's live state (in flight and ejected per pod, queue lengths, the affinity
 index, event-loop tasks) would have to be copied into files on a timer. Asking the
 workers costs a local HTTP round trip per worker per scrape and nothing per request.
-The group never restarts a worker (a worker's death takes the group down), so the
-merged counters only ever grow for as long as the group lives, as one process's would.
+The group never restarts a worker (a worker's death takes the group down), so a merged
+counter never falls because a worker went away and came back empty.
 """
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
