@@ -31,6 +31,7 @@ State, shared across requests:
 - :mod:`~zeta_sidecar.traffic`: a request's class and tenant;
 - :mod:`~zeta_sidecar.admission`: the wait queue of a saturated model, by priority;
 - :mod:`~zeta_sidecar.metrics`: the Prometheus metrics;
+- :mod:`~zeta_sidecar.merged_metrics`: several workers' metrics merged into one (pure);
 - :mod:`~zeta_sidecar.gateway`: everything one sidecar shares, and the outcomes of
   upstream tries (ejection, the prober).
 
@@ -47,11 +48,15 @@ I/O at the edges:
 - :mod:`~zeta_sidecar.configmap_source`: the table from a ConfigMap, list then watch;
 - :mod:`~zeta_sidecar.kube_credentials`: the apiserver's credentials, refreshed and reloaded;
 - :mod:`~zeta_sidecar.fd_limits`: the open-files limit, and the connection cap from it;
+- :mod:`~zeta_sidecar.cpu_quota`: the CPUs the container may use (``--workers``' default);
 - :mod:`~zeta_sidecar.connections`: client connection caps per listener (a gate);
 - :mod:`~zeta_sidecar.guarded_server`: aiohttp's server behind a gate, with head and body
   timeouts;
 - :mod:`~zeta_sidecar.admin`: the admin port: metrics, health, readiness, the table;
 - :mod:`~zeta_sidecar.app`: the traffic server and the gateway's lifetime; both runners;
+- :mod:`~zeta_sidecar.group_admin`: a worker group's admin port, asking every worker;
+- :mod:`~zeta_sidecar.supervisor`: ``--workers``: forked workers on one port, drained
+  together;
 - :mod:`~zeta_sidecar.cli`: ``zeta-sidecar`` (``python -m zeta_sidecar``): parse, serve,
   drain on SIGTERM.
 

@@ -11,9 +11,10 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zeta_sidecar.connections import ADMIN_MAX_CONNECTIONS, Gate, Limits
+from zeta_sidecar.connections import ADMIN_MAX_CONNECTIONS, ConnectionMetrics, Gate, Limits
 from zeta_sidecar.gateway import GATEWAY, Gateway
 from zeta_sidecar.guarded_server import GuardedServer
+from zeta_sidecar.settings import Settings
 
 __all__ = ["AdminRunner", "admin_app"]
 
@@ -58,22 +59,26 @@ async def _table(request: web.Request) -> web.Response:
 
 
 class AdminRunner(web.AppRunner):
-    """Serves :func:`admin_app` behind a gate of its own (:data:`ADMIN_MAX_CONNECTIONS`)."""
+    """Serves an admin application (:func:`admin_app`, or a worker group's) behind a gate
+    of its own (:data:`ADMIN_MAX_CONNECTIONS`), counted in ``metrics``."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        super().__init__(admin_app(gateway), access_log=None, shutdown_timeout=1.0)
-        self.gateway = gateway
+    def __init__(
+        self, app: web.Application, settings: Settings, metrics: ConnectionMetrics
+    ) -> None:
+        super().__init__(app, access_log=None, shutdown_timeout=1.0)
+        self.settings = settings
+        self.metrics = metrics
         self._gate: Gate | None = None
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app; its handler is reused below
-        settings = self.gateway.settings
+        settings = self.settings
         limits = Limits(
             max_connections=ADMIN_MAX_CONNECTIONS,
             head_timeout=settings.head_timeout,
             body_timeout=settings.body_timeout,
         )
-        self._gate = gate = Gate("admin", limits, self.gateway.metrics)
+        self._gate = gate = Gate("admin", limits, self.metrics)
         return GuardedServer(
             plain.request_handler,
             gate,

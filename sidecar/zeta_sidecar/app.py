@@ -24,7 +24,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from zeta_sidecar.admin import AdminRunner
+from zeta_sidecar.admin import AdminRunner, admin_app
 from zeta_sidecar.configmap_source import watch_configmap
 from zeta_sidecar.connections import Gate, Limits
 from zeta_sidecar.errors import BodyTooLarge, ExpectationFailed, MethodNotAllowed, UnknownRoute
@@ -229,4 +229,5 @@ async def _table_source(gateway: Gateway) -> Coroutine[None, None, None]:
 
 def runners(gateway: Gateway, *, grace: float) -> tuple[TrafficRunner, AdminRunner]:
     """(traffic, admin) runners; in-flight traffic gets ``grace`` seconds at shutdown."""
-    return TrafficRunner(gateway, shutdown_timeout=grace), AdminRunner(gateway)
+    admin = AdminRunner(admin_app(gateway), gateway.settings, gateway.metrics)
+    return TrafficRunner(gateway, shutdown_timeout=grace), admin

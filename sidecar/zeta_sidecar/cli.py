@@ -8,6 +8,10 @@ Shutdown, on SIGTERM or SIGINT: ``/readyz`` turns false at once; after ``--drain
 (time for endpoints controllers to stop sending new connections) the traffic listener
 closes; requests in flight get ``--drain-grace`` seconds to finish; then the process
 exits 0.
+
+``--workers`` (default: the CPUs the container may use, :mod:`~zeta_sidecar.cpu_quota`):
+1 serves in this process as described; more fork that many workers, each served as
+here, under a parent that serves the admin port (:mod:`~zeta_sidecar.supervisor`).
 """
 
 import argparse
@@ -15,15 +19,19 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Coroutine
 from pathlib import Path
 
 from aiohttp import web
 
-from zeta_sidecar.app import runners
+from zeta_sidecar.admin import admin_app
+from zeta_sidecar.app import TrafficRunner, runners
+from zeta_sidecar.cpu_quota import default_workers
 from zeta_sidecar.fd_limits import raise_fd_limit
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.settings import DEFAULT_MAX_BODY_BYTES, ConfigMapRef, Settings
+from zeta_sidecar.supervisor import run_group
 
 __all__ = ["main", "parse_args", "serve"]
 
@@ -99,6 +107,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
     parser.add_argument(
         "--probe-interval", type=float, default=0.1, help="seconds between ejected-pod checks"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes serving the traffic port together (SO_REUSEPORT), the admin port "
+        "merging them (default: the CPUs the container may use, from its cgroup's CPU "
+        "quota rounded up, else the CPUs it may run on); caps such as --max-connections "
+        "are per worker",
+    )
     parser.add_argument("--seed", type=int, default=None, help="picker seed (tests)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     args = parser.parse_args(argv)
@@ -119,6 +136,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
             drain_delay=args.drain_delay,
             drain_grace=args.drain_grace,
             seed=args.seed,
+            workers=default_workers() if args.workers is None else args.workers,
             file_poll_interval=args.file_poll_interval,
             probe_interval=args.probe_interval,
         )
@@ -127,18 +145,31 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
     return settings, str(args.log_level)
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set, then drain."""
+async def serve(
+    settings: Settings, stop: asyncio.Event, *, admin_socket: socket.socket | None = None
+) -> None:
+    """Serve until ``stop`` is set, then drain.
+
+    ``admin_socket``: a worker of a group, whose admin application answers the group's
+    parent on that (listening) socket, and which shares the traffic port with the others.
+    """
     gateway = Gateway(settings)
-    traffic, admin = runners(gateway, grace=settings.drain_grace)
-    await admin.setup()
-    await web.TCPSite(admin, settings.host, settings.admin_port).start()
+    admin: web.AppRunner
+    if admin_socket is None:
+        traffic, admin = runners(gateway, grace=settings.drain_grace)
+        await admin.setup()
+        await web.TCPSite(admin, settings.host, settings.admin_port).start()
+    else:  # no gate: only the parent connects, and the parent's admin port has one
+        traffic = TrafficRunner(gateway, shutdown_timeout=settings.drain_grace)
+        admin = web.AppRunner(admin_app(gateway), access_log=None, shutdown_timeout=1.0)
+        await admin.setup()
+        await web.SockSite(admin, admin_socket).start()
     await traffic.setup()
     try:
-        await web.TCPSite(traffic, settings.host, settings.port).start()
-        logger.info(
-            "serving on %s:%d, admin on %d", settings.host, settings.port, settings.admin_port
-        )
+        reuse_port = True if settings.workers > 1 else None  # None: aiohttp's default
+        await web.TCPSite(traffic, settings.host, settings.port, reuse_port=reuse_port).start()
+        role = "as a worker" if admin_socket is not None else f"admin on {settings.admin_port}"
+        logger.info("serving on %s:%d, %s", settings.host, settings.port, role)
         await stop.wait()
         gateway.draining = True
         logger.info("draining: readiness off, listener closes in %.1f s", settings.drain_delay)
@@ -158,11 +189,36 @@ async def _main(settings: Settings) -> None:
     await serve(settings, stop)
 
 
+async def _worker_main(settings: Settings, admin: socket.socket, lifeline: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def orphaned() -> None:  # the lifeline's write end closed: the parent is gone
+        loop.remove_reader(lifeline)
+        logger.warning("the group's parent is gone: draining")
+        stop.set()
+
+    loop.add_reader(lifeline, orphaned)
+    await serve(settings, stop, admin_socket=admin)
+
+
+def _worker(settings: Settings, admin: socket.socket, lifeline: int) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(_worker_main(settings, admin, lifeline))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``zeta-sidecar``."""
     settings, level = parse_args(argv)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Several processes write to one stream: each line says which.
+    name = "%(name)s[%(process)d]" if settings.workers > 1 else "%(name)s"
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {name}: %(message)s")
     _raise_fd_limit()
+    if settings.workers > 1:
+        return run_group(settings, _worker)
     with contextlib.suppress(KeyboardInterrupt):
         _run(_main(settings))
     return 0

@@ -3,6 +3,7 @@ idle clients cannot hold every file descriptor of the process and lock out other
 and the kubelet's probes.
 
 - :class:`Limits`: what one listener allows (caps, head and body timeouts).
+- :class:`ConnectionMetrics`: the counts, by listener.
 - :class:`Gate`: one listener's open connections, counted overall and per client address;
   a connection over a cap is closed at once, counted and logged (rate-limited by
   :class:`ThrottledLog`). At the overall cap, a keep-alive connection idle for a head
@@ -17,15 +18,21 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from zeta_sidecar.errors import RequestTimeout
-from zeta_sidecar.metrics import Metrics
 
 if TYPE_CHECKING:
     from zeta_sidecar.guarded_server import GuardedHandler
 
-__all__ = ["ADMIN_MAX_CONNECTIONS", "LOG_EVERY", "Gate", "Limits", "ThrottledLog"]
+__all__ = [
+    "ADMIN_MAX_CONNECTIONS",
+    "LOG_EVERY",
+    "ConnectionMetrics",
+    "Gate",
+    "Limits",
+    "ThrottledLog",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +113,44 @@ class ThrottledLog:
             self._log_held(" lately")
 
 
+class ConnectionMetrics:
+    """What a :class:`Gate` counts, by listener (a part of the sidecar's metrics; a worker
+    group's admin port has its own)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.connections_refused = Counter(
+            "zeta_connections_refused",
+            "Client connections closed at once because a cap was reached, by listener "
+            "(traffic, admin) and cap (max_connections, max_per_client).",
+            ["listener", "cap"],
+            registry=r,
+        )
+        self.connections_timed_out = Counter(
+            "zeta_connections_timed_out",
+            "Client connections closed (with a 408) because the request head was not complete "
+            "in time (phase head) or its body stalled (phase body), by listener and phase.",
+            ["listener", "phase"],
+            registry=r,
+        )
+        self.connections_evicted = Counter(
+            "zeta_connections_evicted",
+            "Idle keep-alive connections closed to make room for a new one at the cap, "
+            "by listener.",
+            ["listener"],
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            "zeta_open_connections",
+            "Client connections open, by listener.",
+            ["listener"],
+            registry=r,
+        )
+
+
 class Gate:
     """One listener's connection count and caps; refusals and timeouts counted and logged."""
 
-    def __init__(self, name: str, limits: Limits, metrics: Metrics) -> None:
+    def __init__(self, name: str, limits: Limits, metrics: ConnectionMetrics) -> None:
         self.name = name
         self.limits = limits
         self.open = 0

@@ -44,10 +44,12 @@ class Gateway:
         self.clock = clock
         self.store = TableStore(max_bytes=settings.max_table_bytes)
         self.router = Router(
-            rand=default_draw(settings.seed), headroom=settings.saturation_headroom
+            rand=default_draw(settings.seed),
+            headroom=settings.saturation_headroom,
+            workers=settings.workers,
         )
         self.admission = Admission(self._has_room)
-        self.traffic = TrafficPolicy(Traffic(), clock())
+        self.traffic = TrafficPolicy(Traffic(), clock(), workers=settings.workers)
         """Classes and tenants in force (the defaults until a table says otherwise)."""
         self.router.follow(self.traffic.traffic)
         self.metrics = Metrics(self.store.pods)
@@ -89,7 +91,12 @@ class Gateway:
             self.budget.budget, self.budget.min_per_second = retry.budget, retry.min_per_second
             self.router.affinity.configure(snapshot.balancing.affinity)
             if snapshot.table.traffic != self.traffic.traffic:
-                self.traffic = TrafficPolicy(snapshot.table.traffic, self.clock(), self.traffic)
+                self.traffic = TrafficPolicy(
+                    snapshot.table.traffic,
+                    self.clock(),
+                    self.traffic,
+                    workers=self.settings.workers,
+                )
                 self.router.follow(snapshot.table.traffic)
             self.admission.wake_all()  # new reported load: waiters may have room now
             self.metrics.table_revision.set(snapshot.revision)

@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from zeta_sidecar.affinity import AffinityIndex
+from zeta_sidecar.connections import ConnectionMetrics
 from zeta_sidecar.pods import Pod
 
 __all__ = ["Metrics"]
@@ -115,7 +116,7 @@ def _cache(cache: dict[_Key, Counter], key: _Key, metric: Counter, *labels: str)
     return child
 
 
-class Metrics:
+class Metrics(ConnectionMetrics):
     """Every metric of one sidecar."""
 
     def __init__(self, pods: Callable[[], Iterable[Pod]]) -> None:
@@ -157,33 +158,7 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.connections_refused = Counter(
-            "zeta_connections_refused",
-            "Client connections closed at once because a cap was reached, by listener "
-            "(traffic, admin) and cap (max_connections, max_per_client).",
-            ["listener", "cap"],
-            registry=r,
-        )
-        self.connections_timed_out = Counter(
-            "zeta_connections_timed_out",
-            "Client connections closed (with a 408) because the request head was not complete "
-            "in time (phase head) or its body stalled (phase body), by listener and phase.",
-            ["listener", "phase"],
-            registry=r,
-        )
-        self.connections_evicted = Counter(
-            "zeta_connections_evicted",
-            "Idle keep-alive connections closed to make room for a new one at the cap, "
-            "by listener.",
-            ["listener"],
-            registry=r,
-        )
-        self.open_connections = Gauge(
-            "zeta_open_connections",
-            "Client connections open, by listener.",
-            ["listener"],
-            registry=r,
-        )
+        super().__init__(r)
         self.admissions = Counter(
             "zeta_admissions",
             "Requests by requested model, traffic class, tenant and what admission did: "

@@ -67,11 +67,13 @@ def spill_order(preferred: int, count: int, spillover: Spillover) -> list[int]:
 class Router:
     """Resolves models and picks pods; holds the randomness and the saturation rule."""
 
-    def __init__(self, *, rand: Draw, headroom: float, replicas: int = 1) -> None:
+    def __init__(self, *, rand: Draw, headroom: float, replicas: int = 1, workers: int = 1) -> None:
         self.rand = rand
         self.headroom = headroom
-        self.replicas = replicas
-        """Gateway replicas sharing the pods (``traffic.gatewayReplicas``)."""
+        self.workers = workers
+        """Processes of this gateway replica, each routing on its own (``--workers``)."""
+        self.replicas = replicas * workers
+        """Processes sharing the pods: ``traffic.gatewayReplicas`` times the workers."""
         self.sheddable_reserve = 0.0
         """Share of a batch kept from sheddable requests (``traffic.sheddableReserve``)."""
         self.affinity = AffinityIndex()
@@ -80,7 +82,7 @@ class Router:
 
     def follow(self, traffic: Traffic) -> None:
         """Take the table's replica count and sheddable reserve."""
-        self.replicas = traffic.gateway_replicas
+        self.replicas = traffic.gateway_replicas * self.workers
         self.sheddable_reserve = traffic.sheddable_reserve
 
     def pod_load(self, pod: Pod) -> float:

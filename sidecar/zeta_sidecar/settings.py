@@ -124,7 +124,16 @@ class Settings:
     seed: int | None = None
     """Seed of the picker's randomness; ``None`` (production) seeds from the OS."""
 
+    workers: int = 1
+    """Processes serving ``port`` together (``SO_REUSEPORT``), each with its own table,
+    pods' state and connection caps. Each is one more replica to the rules that share the
+    pods or a rate between replicas (``traffic.gatewayReplicas`` times this)."""
+
     def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("port 0 needs workers 1: each worker would bind a port of its own")
         if (self.table_file is None) == (self.configmap is None):
             raise ValueError("exactly one of table_file and configmap must be set")
         for name in ("port", "admin_port"):

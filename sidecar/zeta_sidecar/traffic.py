@@ -34,6 +34,8 @@ class TrafficPolicy:
         traffic: Traffic,
         now: float,
         previous: "TrafficPolicy | None" = None,
+        *,
+        workers: int = 1,
     ) -> None:
         self.traffic = traffic
         self.classes = {c.name: c for c in traffic.classes}
@@ -46,7 +48,8 @@ class TrafficPolicy:
         self.by_key = {digest: t for t in traffic.tenants for digest in t.api_key_sha256}
         self.model_classes = {m: self.classes[c] for m, c in traffic.model_classes.items()}
         kept = previous.limits if previous is not None else {}
-        replicas = traffic.gateway_replicas
+        # Each worker of a replica holds its own buckets: one more replica to share among.
+        replicas = traffic.gateway_replicas * workers
         self.limits: dict[str, TenantLimits] = {}
         for tenant in traffic.tenants:
             if tenant.requests_per_second is None and tenant.tokens_per_minute is None:

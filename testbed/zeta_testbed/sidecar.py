@@ -39,8 +39,12 @@ __all__ = [
 ]
 
 SIDECAR = Path(sys.executable).with_name("zeta-sidecar")
-TEST_FLAGS = ("--file-poll-interval", "0.02", "--drain-grace", "5", "--seed", "3")
-"""What the tests add: a table file re-read within 20 ms, a short drain, fixed picks."""
+TEST_FLAGS = (
+    "--file-poll-interval", "0.02", "--drain-grace", "5", "--seed", "3", "--workers", "1",
+)  # fmt: skip
+"""What the tests add: a table file re-read within 20 ms, a short drain, fixed picks (in
+one process: with several, which picker a request meets depends on its connection). A
+test of ``--workers`` passes its own, later on the command line."""
 
 
 class SidecarStartError(RuntimeError):

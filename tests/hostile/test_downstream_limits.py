@@ -116,7 +116,8 @@ def _start_limited(
     argv = [
         "prlimit", f"--nofile={nofile[0]}:{nofile[1]}", "--",  # then it execs the sidecar
         str(SIDECAR), "--table-file", str(table), "--host", "127.0.0.1",
-        "--port", str(port), "--admin-port", str(admin_port), "--drain-grace", "2", *extra,
+        "--port", str(port), "--admin-port", str(admin_port), "--drain-grace", "2",
+        "--workers", "1", *extra,
     ]  # fmt: skip
 
     with log.open("wb") as out:

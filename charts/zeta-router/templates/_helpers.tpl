@@ -159,3 +159,23 @@ minAvailable: {{ .minAvailable }}
 maxUnavailable: {{ .maxUnavailable }}
 {{- end }}
 {{- end }}
+
+{{/*
+The gateway's --workers value, or "" to leave the flag out. gateway.workers when set;
+else nothing when the container has a CPU limit (zeta-sidecar reads it from its cgroup:
+the limit rounded up); else the CPU request rounded up, since without a limit the sidecar
+would find every CPU of the node and fork a worker per core, each with its own memory.
+*/}}
+{{- define "zeta-router.gateway.workers" -}}
+{{- $gw := .Values.gateway }}
+{{- if $gw.workers }}
+{{- $gw.workers }}
+{{- else if not (dig "limits" "cpu" "" $gw.resources) }}
+{{- $cpu := toString (dig "requests" "cpu" "1" $gw.resources) }}
+{{- if hasSuffix "m" $cpu }}
+{{- max 1 (div (add (trimSuffix "m" $cpu | atoi) 999) 1000) }}
+{{- else }}
+{{- max 1 (ceil (float64 $cpu) | int) }}
+{{- end }}
+{{- end }}
+{{- end }}

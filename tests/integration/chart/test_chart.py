@@ -303,6 +303,24 @@ def test_the_gateway_rolls_out_without_losing_capacity(helm: Helm) -> None:
     assert ports["http"]["targetPort"] == "http"
 
 
+@pytest.mark.parametrize(
+    ("sets", "workers"),
+    [
+        ((), ["--workers=1"]),  # the default request, 250m, and no CPU limit
+        (("gateway.resources.requests.cpu=1500m",), ["--workers=2"]),
+        (("gateway.resources.requests.cpu=3",), ["--workers=3"]),
+        (("gateway.resources.limits.cpu=2",), []),  # the sidecar reads the limit itself
+        (("gateway.resources.limits.cpu=2", "gateway.workers=4"), ["--workers=4"]),
+    ],
+)
+def test_the_gateway_workers_follow_its_cpu(
+    helm: Helm, sets: tuple[str, ...], workers: list[str]
+) -> None:
+    (gateway,) = of(render(helm, *sets), "Deployment", "gateway")
+    args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--workers")] == workers
+
+
 def test_monitoring_autoscaling_and_spread(helm: Helm) -> None:
     docs = render(helm, values=CHART / "ci/monitoring-values.yaml")
     (gateway,) = of(docs, "Deployment", "gateway")
