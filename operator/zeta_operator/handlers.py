@@ -8,10 +8,22 @@ router loops (:mod:`zeta_operator.reconciling`) and keep the pod index.
   calls handlers, so the loop sees the new pod).
 - ``spec_changed``: a router whose generation is ahead of its status wakes its loop.
 - ``route``: one daemon per router, running its loop for as long as it exists.
+- ``router_deleted``: a router's DELETED event ends its loop.
+
+No finalizer on the routers: the operator has nothing to clean up when one goes (its
+table's ConfigMap has an owner reference, so the garbage collector deletes it), and a
+finalizer would hold every router, and so its namespace, in Terminating whenever the
+operator is not running (after ``helm uninstall``, say). kopf puts one on every object
+that has a daemon (to stop the daemon before the object goes, nolar/kopf#833), so
+:func:`_without_finalizer` takes that requirement off ours, and ``router_deleted`` stops
+the loop instead. kopf still stops daemons itself on exit and when peering pauses this
+replica; and it removes the finalizer that earlier versions left (``FINALIZER``), since
+no handler requires it any more.
 
 Handlers are registered on a registry built here, not on kopf's global default one.
 """
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -64,6 +76,12 @@ def build_registry(*, peering_lifetime: float) -> kopf.OperatorRegistry:
         runtime: Runtime = memo.runtime
         runtime.wake(namespace or "")
 
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="router_deleted", registry=registry)
+    def router_deleted(*, event: kopf.RawEvent, uid: str, memo: Any, **_: Any) -> None:
+        if event["type"] == "DELETED":
+            runtime: Runtime = memo.runtime
+            runtime.deleted(uid)
+
     @kopf.on.event(GROUP, VERSION, PLURAL, id="spec_changed", registry=registry)
     def spec_changed(
         *, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
@@ -102,4 +120,20 @@ def build_registry(*, peering_lifetime: float) -> kopf.OperatorRegistry:
         )
         await loop.run(body, pods, stopped)
 
+    _without_finalizer(registry, "route")
     return registry
+
+
+def _without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
+    """Take kopf's finalizer requirement off one daemon (see the module docstring).
+
+    kopf has no public switch for it, so this replaces the registered handler with a
+    copy; it fails loudly, at start, if kopf's registry ever changes shape.
+    """
+    # The registry's private parts: checked by tests/unit/operator/test_operator_handlers.py.
+    spawning = registry._spawning._handlers
+    for i, handler in enumerate(spawning):
+        if handler.id == handler_id:
+            spawning[i] = dataclasses.replace(handler, requires_finalizer=False)
+            return
+    raise LookupError(f"no daemon {handler_id!r} to take the finalizer off")

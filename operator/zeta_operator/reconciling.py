@@ -101,14 +101,16 @@ class RouterLoop:
         self.collector.source = source
 
     async def run(self, body: Mapping[str, Any], pods: Pods, stopped: Any) -> None:
-        """Until ``stopped``: cycles, when :mod:`.looping` says. ``body`` is kopf's live view."""
+        """Until ``stopped`` or the router's deletion: cycles, when :mod:`.looping` says.
+        ``body`` is kopf's live view."""
+        stopping = looping.Stopping(stopped, self.runtime.deletion(self.uid))
         try:
             self.publication.restore(body.get("status"))
             await looping.run(
-                self, body, pods, stopped, self.runtime.waker(self.namespace, self.name)
+                self, body, pods, stopping, self.runtime.waker(self.namespace, self.name)
             )
         finally:
-            self.runtime.forget(self.namespace, self.name)
+            self.runtime.forget(self.namespace, self.name, self.uid)
             self.collector.close()
 
     def stale_in(self, now: float) -> float | None:

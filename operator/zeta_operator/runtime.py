@@ -18,12 +18,24 @@ class Runtime:
     api: k8s.ApiClient
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     """Per router (namespace, name): set to make its loop look at its pods now."""
+    deletions: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Per router uid: set when the ZetaRouter is deleted. No finalizer holds the
+    deletion back for kopf to stop the router's daemon, so its DELETED event does."""
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
 
-    def forget(self, namespace: str, name: str) -> None:
+    def deletion(self, uid: str) -> asyncio.Event:
+        return self.deletions.setdefault(uid, asyncio.Event())
+
+    def deleted(self, uid: str) -> None:
+        """The router ``uid`` is gone: its loop ends, even if it has not started yet."""
+        self.deletion(uid).set()
+
+    def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
         self.wakers.pop((namespace, name), None)
+        if uid is not None:
+            self.deletions.pop(uid, None)
 
     def wake(self, namespace: str, name: str | None = None) -> None:
         """Wake one router, or (``name`` None) every router in the namespace."""
