@@ -7,6 +7,8 @@ router loops (:mod:`zeta_operator.reconciling`) and keep the pod index.
   which rebuild their table if *their* pods changed (kopf updates indices before it
   calls handlers, so the loop sees the new pod).
 - ``spec_changed``: a router whose generation is ahead of its status wakes its loop.
+- ``configure`` and ``serve_metrics`` at start-up, ``stop_metrics`` at exit: kopf's
+  settings, and the operator's own ``/metrics`` (:mod:`.telemetry`).
 - ``route``: one daemon per router, running its loop for as long as it exists.
 - ``router_deleted``: a router's DELETED event ends its loop.
 
@@ -28,12 +30,14 @@ import logging
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from zeta_api import GROUP, PLURAL, VERSION
 from zeta_operator import discovery
 from zeta_operator.reconciling import RouterLoop
 from zeta_operator.runtime import Runtime
 from zeta_operator.snapshots import PodRecord
+from zeta_operator.telemetry import serve
 
 __all__ = ["FINALIZER", "build_registry"]
 
@@ -55,6 +59,20 @@ def build_registry(*, peering_lifetime: float) -> kopf.OperatorRegistry:
         # Reconnect lost watches quickly: a stale index means a stale table.
         settings.watching.server_timeout = 300
         settings.watching.reconnect_backoff = 1.0
+
+    runners: list[web.AppRunner] = []
+
+    @kopf.on.startup(id="serve_metrics", registry=registry)
+    async def serve_metrics(memo: Any, **_: Any) -> None:
+        runtime: Runtime = memo.runtime
+        if runtime.settings.metrics_address is not None:
+            host, port = runtime.settings.metrics_address
+            runners.append(await serve(runtime.telemetry, host, port))
+
+    @kopf.on.cleanup(id="stop_metrics", registry=registry)
+    async def stop_metrics(**_: Any) -> None:
+        while runners:
+            await runners.pop().cleanup()
 
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -28,7 +28,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from zeta_api import PolicySpec, SpecError, ZetaRouterSpec, parse_spec
+from zeta_api import ConditionStatus, Fallback, PolicySpec, SpecError, ZetaRouterSpec, parse_spec
 from zeta_operator import deciding, discovery, looping
 from zeta_operator.apiserver import Publisher
 from zeta_operator.classifiers import classifier_verdict
@@ -83,6 +83,9 @@ class RouterLoop:
         self.invalid_generation: int | None = None
         self.collector = Collector(runtime.settings, namespace=namespace)
         self.spec: ZetaRouterSpec | None = None
+        self.key = f"{namespace}/{name}"
+        """The router as the table and the metrics name it."""
+        self.view = runtime.telemetry.router(self.key)
 
     @property
     def ladder(self) -> Ladder:
@@ -111,6 +114,7 @@ class RouterLoop:
             )
         finally:
             self.runtime.forget(self.namespace, self.name, self.uid)
+            self.runtime.telemetry.forget(self.key)
             self.collector.close()
 
     def stale_in(self, now: float) -> float | None:
@@ -123,6 +127,7 @@ class RouterLoop:
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
+            self.runtime.telemetry.cycle_errors.labels(self.key, "invalid-spec").inc()
             if self.invalid_generation != generation:
                 self.invalid_generation = generation
                 self.event("Warning", "InvalidSpec", str(exc))
@@ -151,6 +156,8 @@ class RouterLoop:
         pods: Pods,
     ) -> None:
         """collect (full cycles) -> extract -> decide -> publish -> report, in that order."""
+        telemetry = self.runtime.telemetry
+        started = time.monotonic()
         try:
             collected = None
             if full and deciding.serving(selection):
@@ -186,10 +193,27 @@ class RouterLoop:
                 namespace=self.namespace,
             )
             await self._report(body, generation, result)
+            self._observe(decision, fresh=collected is not None)
         except _WRITE_ERRORS as exc:
             # The apiserver is unreachable or refused a write: the next cycle retries.
+            telemetry.cycle_errors.labels(self.key, "apiserver").inc()
             self.logger.warning(f"Publishing failed, retrying next interval: {exc}")
             self.publication.reread()
+        kind = "full" if full else "pods"
+        telemetry.cycle_duration.labels(self.key, kind).observe(time.monotonic() - started)
+
+    def _observe(self, decision: deciding.Decision, *, fresh: bool) -> None:
+        """What the scrape reads of this router (see :mod:`.telemetry`)."""
+        view = self.view
+        view.revision = self.publication.revision_floor
+        view.fallback = decision.memory.ladder.rung
+        view.model_weights, view.pod_weights = decision.weights.models, decision.weights.pods
+        if fresh:
+            metrics = decision.memory.metrics
+            if metrics is not None and metrics.status is ConditionStatus.FALSE:
+                self.runtime.telemetry.cycle_errors.labels(self.key, "prometheus").inc()
+            elif decision.memory.ladder.rung is Fallback.NONE:
+                view.metrics_good_at = time.time()
 
     # --------------------------------------------------------- collect, extract
     async def _collect(

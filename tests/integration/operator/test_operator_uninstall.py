@@ -38,17 +38,25 @@ def test_routers_and_their_namespace_go_after_the_operator_stopped(
     # A namespace of its own, deleted by the test: what a user does after uninstalling.
     ns = f"t-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": ns}})
-    op: OperatorProcess = start_operator(scope=("--namespace", ns))  # type: ignore[operator]
-    create(custom, ns, router("chat", testbed.prometheus_url, TIERS))
-    wait_for("the table", lambda: read_table(core, ns, "chat"), 20)
-    op.stop()  # SIGTERM, as the Deployment's deletion does
+    try:
+        op: OperatorProcess = start_operator(scope=("--namespace", ns))  # type: ignore[operator]
+        create(custom, ns, router("chat", testbed.prometheus_url, TIERS))
+        wait_for("the table", lambda: read_table(core, ns, "chat"), 20)
+        op.stop()  # SIGTERM, as the Deployment's deletion does
 
-    custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "chat")
-    core.delete_namespace(ns)
-    read = lambda: custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "chat")  # noqa: E731
-    wait_for("the router deleted", lambda: _gone(read), 10)
-    # The namespace controller's own pace: it rechecks its content every few seconds.
-    wait_for("the namespace deleted", lambda: _gone(lambda: core.read_namespace(ns)), 60)
+        custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "chat")
+        core.delete_namespace(ns)
+        read = lambda: custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "chat")  # noqa: E731
+        wait_for("the router deleted", lambda: _gone(read), 10)
+        # The namespace controller's own pace: it rechecks its content every few seconds.
+        wait_for("the namespace deleted", lambda: _gone(lambda: core.read_namespace(ns)), 60)
+    finally:
+        # On failure too (start_operator's teardown then drops a stuck finalizer).
+        try:
+            core.delete_namespace(ns)
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or being deleted
+                raise
 
 
 def test_a_router_deleted_while_the_operator_runs_goes_with_its_table_and_loop(
