@@ -245,4 +245,7 @@ class RouterLoop:
         return await self.publication.table(spec, selection, weights, self.memory.loads)
 
     async def _report(self, body: Mapping[str, Any], generation: int, outcome: Outcome) -> None:
-        await self.publication.status(body.get("status"), generation, outcome)
+        if not await self.publication.status(body.get("status"), generation, outcome):
+            # Gone, and its DELETED event missed (a watch that lost events): end the loop
+            # all the same, as no finalizer keeps the router for kopf to stop it.
+            self.runtime.deleted(self.uid)

@@ -72,3 +72,23 @@ async def test_the_deletion_ends_a_running_loop() -> None:
     await asyncio.wait_for(loop.run({"metadata": {"generation": 1}}, list, NeverStopped()), 10)
     assert cycles == [True]
     assert runtime.deletions == {}
+
+
+class GonePublisher:
+    """The apiserver's answer to a status write for a router that no longer exists."""
+
+    async def patch_status(self, *_: object) -> bool:
+        return False
+
+
+async def test_a_router_found_gone_ends_its_loop_without_its_deleted_event() -> None:
+    runtime = Runtime(settings=OperatorSettings(), api=k8s.ApiClient())
+    loop = RouterLoop(
+        runtime, namespace="ns", name="chat", uid="uid", event=lambda *_: None,
+        logger=logging.getLogger(__name__),
+    )  # fmt: skip
+    loop.publication.publisher = GonePublisher()  # type: ignore[assignment]
+    # A spec the operator cannot use: the cycle only reports, and the report finds it gone.
+    body = {"metadata": {"generation": 1}, "spec": {"models": []}}
+    await asyncio.wait_for(loop.run(body, list, NeverStopped()), 10)
+    assert runtime.deletions == {}
