@@ -19,6 +19,7 @@ from kubernetes import config as k8s_config
 from zeta_operator.handlers import build_registry
 from zeta_operator.runtime import Runtime
 from zeta_operator.settings import OperatorSettings
+from zeta_operator.telemetry import parse_address
 
 __all__ = ["main", "parse_args"]
 
@@ -68,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> OperatorSettings:
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve the operator's own Prometheus metrics on /metrics there, e.g. 0.0.0.0:9090",
+    )
+    parser.add_argument(
         "--rate-window",
         default="1m",
         metavar="DURATION",
@@ -77,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> OperatorSettings:
     args = parser.parse_args(argv)
     if args.peering_lifetime < 1:
         parser.error("--peering-lifetime must be at least 1 second")
+    metrics_address = None
+    if args.metrics is not None:
+        try:
+            metrics_address = parse_address(args.metrics)
+        except ValueError as exc:
+            parser.error(f"--metrics: {exc}")
     if not args.namespace and not args.all_namespaces:
         parser.error("say what to watch: --namespace NS (repeatable) or --all-namespaces")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
@@ -88,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> OperatorSettings:
         priority=args.priority,
         peering_lifetime=args.peering_lifetime,
         liveness_endpoint=args.liveness,
+        metrics_address=metrics_address,
         rate_window=args.rate_window,
         identity=f"{socket.gethostname()}/{os.getpid()}",
     )

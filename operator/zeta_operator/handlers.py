@@ -7,21 +7,37 @@ router loops (:mod:`zeta_operator.reconciling`) and keep the pod index.
   which rebuild their table if *their* pods changed (kopf updates indices before it
   calls handlers, so the loop sees the new pod).
 - ``spec_changed``: a router whose generation is ahead of its status wakes its loop.
+- ``configure`` and ``serve_metrics`` at start-up, ``stop_metrics`` at exit: kopf's
+  settings, and the operator's own ``/metrics`` (:mod:`.telemetry`).
 - ``route``: one daemon per router, running its loop for as long as it exists.
+- ``router_deleted``: a router's DELETED event ends its loop.
+
+No finalizer on the routers: the operator has nothing to clean up when one goes (its
+table's ConfigMap has an owner reference, so the garbage collector deletes it), and a
+finalizer would hold every router, and so its namespace, in Terminating whenever the
+operator is not running (after ``helm uninstall``, say). kopf puts one on every object
+that has a daemon (to stop the daemon before the object goes, nolar/kopf#833), so
+:func:`_without_finalizer` takes that requirement off ours, and ``router_deleted`` stops
+the loop instead. kopf still stops daemons itself on exit and when peering pauses this
+replica; and it removes the finalizer that earlier versions left (``FINALIZER``), since
+no handler requires it any more.
 
 Handlers are registered on a registry built here, not on kopf's global default one.
 """
 
+import dataclasses
 import logging
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from zeta_api import GROUP, PLURAL, VERSION
 from zeta_operator import discovery
 from zeta_operator.reconciling import RouterLoop
 from zeta_operator.runtime import Runtime
 from zeta_operator.snapshots import PodRecord
+from zeta_operator.telemetry import serve
 
 __all__ = ["FINALIZER", "build_registry"]
 
@@ -44,6 +60,20 @@ def build_registry(*, peering_lifetime: float) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.watching.reconnect_backoff = 1.0
 
+    runners: list[web.AppRunner] = []
+
+    @kopf.on.startup(id="serve_metrics", registry=registry)
+    async def serve_metrics(memo: Any, **_: Any) -> None:
+        runtime: Runtime = memo.runtime
+        if runtime.settings.metrics_address is not None:
+            host, port = runtime.settings.metrics_address
+            runners.append(await serve(runtime.telemetry, host, port))
+
+    @kopf.on.cleanup(id="stop_metrics", registry=registry)
+    async def stop_metrics(**_: Any) -> None:
+        while runners:
+            await runners.pop().cleanup()
+
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A registry of our own gets none of kopf's default login handlers: in a pod,
@@ -63,6 +93,12 @@ def build_registry(*, peering_lifetime: float) -> kopf.OperatorRegistry:
     def pod_changed(*, namespace: str | None, memo: Any, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         runtime.wake(namespace or "")
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="router_deleted", registry=registry)
+    def router_deleted(*, event: kopf.RawEvent, uid: str, memo: Any, **_: Any) -> None:
+        if event["type"] == "DELETED":
+            runtime: Runtime = memo.runtime
+            runtime.deleted(uid)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="spec_changed", registry=registry)
     def spec_changed(
@@ -102,4 +138,20 @@ def build_registry(*, peering_lifetime: float) -> kopf.OperatorRegistry:
         )
         await loop.run(body, pods, stopped)
 
+    _without_finalizer(registry, "route")
     return registry
+
+
+def _without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
+    """Take kopf's finalizer requirement off one daemon (see the module docstring).
+
+    kopf has no public switch for it, so this replaces the registered handler with a
+    copy; it fails loudly, at start, if kopf's registry ever changes shape.
+    """
+    # The registry's private parts: checked by tests/unit/operator/test_operator_handlers.py.
+    spawning = registry._spawning._handlers
+    for i, handler in enumerate(spawning):
+        if handler.id == handler_id:
+            spawning[i] = dataclasses.replace(handler, requires_finalizer=False)
+            return
+    raise LookupError(f"no daemon {handler_id!r} to take the finalizer off")

@@ -1,6 +1,8 @@
 """When a router's cycle runs: the timing and the wake-ups, and nothing else.
 
-A router's loop runs as long as its ZetaRouter exists (a kopf daemon). It runs a cycle
+A router's loop runs as long as its ZetaRouter exists (a kopf daemon, ended by kopf on
+the operator's exit or a peering pause, or by the router's deletion: :class:`Stopping`).
+It runs a cycle
 
 - every ``spec.policy.interval``: a full cycle, with fresh metrics;
 - at once when the spec changes (a new generation): a full cycle;
@@ -19,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from zeta_operator.snapshots import PodRecord
 
-__all__ = ["Cycling", "generation_of", "meanwhile", "run"]
+__all__ = ["Cycling", "Stopping", "generation_of", "meanwhile", "run"]
 
 T = TypeVar("T")
 Pods = Callable[[], Iterable[PodRecord]]
@@ -38,6 +40,29 @@ class Cycling(Protocol):
 
     def stale_in(self, now: float) -> float | None:
         """Seconds until last-good weights turn stale, if that is pending."""
+
+
+class Stopping:
+    """kopf's stop flag (truthy once set, awaitable) or the router's deletion, whichever
+    comes first: with no finalizer on the router, kopf never learns of its deletion in
+    time to stop the daemon itself."""
+
+    def __init__(self, stopped: Any, deleted: asyncio.Event) -> None:
+        self._stopped, self._deleted = stopped, deleted
+
+    def __bool__(self) -> bool:
+        return bool(self._stopped) or self._deleted.is_set()
+
+    async def wait(self) -> None:
+        waits = {
+            asyncio.ensure_future(self._stopped.wait()),
+            asyncio.ensure_future(self._deleted.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when="FIRST_COMPLETED")
+        finally:
+            for task in waits:
+                task.cancel()
 
 
 def generation_of(body: Mapping[str, Any]) -> int:

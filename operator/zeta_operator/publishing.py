@@ -136,8 +136,9 @@ class Publication:
         self.table_status = TableStatus(revision=published.revision, updated_at=generated_at)
         return _published(pods, published.revision)
 
-    async def status(self, stored: object, generation: int, outcome: Outcome) -> None:
-        """Patch the status with ``outcome``, unless that changes nothing."""
+    async def status(self, stored: object, generation: int, outcome: Outcome) -> bool:
+        """Patch the status with ``outcome``, unless that changes nothing; ``False`` if
+        the router turned out to be gone."""
         try:
             previous = parse_status(stored or {})
         except StatusError:
@@ -153,6 +154,8 @@ class Publication:
             traffic=outcome.traffic,
         ).to_dict()
         if status == self.last_status:
-            return
-        await self.publisher.patch_status(self.namespace, self.name, status)
+            return True
+        if not await self.publisher.patch_status(self.namespace, self.name, status):
+            return False
         self.last_status = status
+        return True

@@ -28,7 +28,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from zeta_api import PolicySpec, SpecError, ZetaRouterSpec, parse_spec
+from zeta_api import ConditionStatus, Fallback, PolicySpec, SpecError, ZetaRouterSpec, parse_spec
 from zeta_operator import deciding, discovery, looping
 from zeta_operator.apiserver import Publisher
 from zeta_operator.classifiers import classifier_verdict
@@ -83,6 +83,9 @@ class RouterLoop:
         self.invalid_generation: int | None = None
         self.collector = Collector(runtime.settings, namespace=namespace)
         self.spec: ZetaRouterSpec | None = None
+        self.key = f"{namespace}/{name}"
+        """The router as the table and the metrics name it."""
+        self.view = runtime.telemetry.router(self.key)
 
     @property
     def ladder(self) -> Ladder:
@@ -101,14 +104,17 @@ class RouterLoop:
         self.collector.source = source
 
     async def run(self, body: Mapping[str, Any], pods: Pods, stopped: Any) -> None:
-        """Until ``stopped``: cycles, when :mod:`.looping` says. ``body`` is kopf's live view."""
+        """Until ``stopped`` or the router's deletion: cycles, when :mod:`.looping` says.
+        ``body`` is kopf's live view."""
+        stopping = looping.Stopping(stopped, self.runtime.deletion(self.uid))
         try:
             self.publication.restore(body.get("status"))
             await looping.run(
-                self, body, pods, stopped, self.runtime.waker(self.namespace, self.name)
+                self, body, pods, stopping, self.runtime.waker(self.namespace, self.name)
             )
         finally:
-            self.runtime.forget(self.namespace, self.name)
+            self.runtime.forget(self.namespace, self.name, self.uid)
+            self.runtime.telemetry.forget(self.key)
             self.collector.close()
 
     def stale_in(self, now: float) -> float | None:
@@ -121,6 +127,7 @@ class RouterLoop:
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
+            self.runtime.telemetry.cycle_errors.labels(self.key, "invalid-spec").inc()
             if self.invalid_generation != generation:
                 self.invalid_generation = generation
                 self.event("Warning", "InvalidSpec", str(exc))
@@ -149,6 +156,8 @@ class RouterLoop:
         pods: Pods,
     ) -> None:
         """collect (full cycles) -> extract -> decide -> publish -> report, in that order."""
+        telemetry = self.runtime.telemetry
+        started = time.monotonic()
         try:
             collected = None
             if full and deciding.serving(selection):
@@ -184,10 +193,27 @@ class RouterLoop:
                 namespace=self.namespace,
             )
             await self._report(body, generation, result)
+            self._observe(decision, fresh=collected is not None)
         except _WRITE_ERRORS as exc:
             # The apiserver is unreachable or refused a write: the next cycle retries.
+            telemetry.cycle_errors.labels(self.key, "apiserver").inc()
             self.logger.warning(f"Publishing failed, retrying next interval: {exc}")
             self.publication.reread()
+        kind = "full" if full else "pods"
+        telemetry.cycle_duration.labels(self.key, kind).observe(time.monotonic() - started)
+
+    def _observe(self, decision: deciding.Decision, *, fresh: bool) -> None:
+        """What the scrape reads of this router (see :mod:`.telemetry`)."""
+        view = self.view
+        view.revision = self.publication.revision_floor
+        view.fallback = decision.memory.ladder.rung
+        view.model_weights, view.pod_weights = decision.weights.models, decision.weights.pods
+        if fresh:
+            metrics = decision.memory.metrics
+            if metrics is not None and metrics.status is ConditionStatus.FALSE:
+                self.runtime.telemetry.cycle_errors.labels(self.key, "prometheus").inc()
+            elif decision.memory.ladder.rung is Fallback.NONE:
+                view.metrics_good_at = time.time()
 
     # --------------------------------------------------------- collect, extract
     async def _collect(
@@ -219,4 +245,7 @@ class RouterLoop:
         return await self.publication.table(spec, selection, weights, self.memory.loads)
 
     async def _report(self, body: Mapping[str, Any], generation: int, outcome: Outcome) -> None:
-        await self.publication.status(body.get("status"), generation, outcome)
+        if not await self.publication.status(body.get("status"), generation, outcome):
+            # Gone, and its DELETED event missed (a watch that lost events): end the loop
+            # all the same, as no finalizer keeps the router for kopf to stop it.
+            self.runtime.deleted(self.uid)

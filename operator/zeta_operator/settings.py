@@ -41,6 +41,9 @@ class OperatorSettings:
     liveness_endpoint: str | None = None
     """e.g. ``http://0.0.0.0:8080/healthz``, for the Deployment's liveness probe."""
 
+    metrics_address: tuple[str, int] | None = None
+    """Where to serve the operator's own ``/metrics`` (host, port); ``None``: nowhere."""
+
     rate_window: str = "1m"
     """Range of ``rate()`` in the default latency and error queries: at least four
     scrape intervals of a typical Prometheus (15 s), so one missed scrape is no gap."""

@@ -93,6 +93,29 @@ def pod_manifest(
     }
 
 
+def scraped_pod_manifest(
+    name: str, namespace: str, port: int, *, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A Pod object for a process of the product that listens on loopback (the
+    operator, a sidecar), annotated so the testbed's Prometheus scrapes its ``/metrics``
+    on ``port``, as a cluster's Prometheus scrapes the chart's pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "zeta-router", **(labels or {})},
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(port),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {"containers": [{"name": "process", "image": "zeta-testbed/process:local"}]},
+    }
+
+
 def status_patch(ip: str, *, ready: bool, now: dt.datetime) -> dict[str, Any]:
     """What a kubelet would report for a started pod (the ``status`` subresource)."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -520,6 +520,20 @@ class Testbed:
             core.create_namespaced_pod(pod.namespace, manifest)  # type: ignore[arg-type]
         self.set_pod_ready(pod, ready)
 
+    def add_scraped_pod(
+        self, name: str, port: int, *, namespace: str, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """A Running Pod object (podIP 127.0.0.1) for a process of the product already
+        listening on ``127.0.0.1:port``, so Prometheus scrapes its ``/metrics``. The
+        caller owns the process; the Pod goes with its namespace."""
+        with self.api_client() as api:
+            core = k8s.CoreV1Api(api)
+            manifest = pods.scraped_pod_manifest(name, namespace, port, labels=labels)
+            # The client sends a plain dict as it is; its stubs only know the model classes.
+            core.create_namespaced_pod(namespace, manifest)  # type: ignore[arg-type]
+            status = pods.status_patch("127.0.0.1", ready=True, now=dt.datetime.now(dt.UTC))
+            core.patch_namespaced_pod_status(name, namespace, status)
+
     def set_pod_ready(self, pod: PodInfo, ready: bool) -> None:
         with self.api_client() as api:
             k8s.CoreV1Api(api).patch_namespaced_pod_status(

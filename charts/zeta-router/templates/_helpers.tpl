@@ -95,7 +95,8 @@ watches every namespace; in a Role per namespace otherwise, where the peering ru
 KopfPeerings only (ClusterKopfPeerings are cluster-scoped).
 */}}
 {{- define "zeta-router.operator.namespacedRules" -}}
-# The routers: kopf watches them and patches its finalizer; the loop writes status.
+# The routers: kopf watches them (and patches off the finalizer earlier builds put on
+# them); the loop writes status.
 - apiGroups: [zeta.dev]
   resources: [zetarouters]
   verbs: [list, watch, patch]

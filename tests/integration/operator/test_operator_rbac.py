@@ -88,10 +88,12 @@ def cluster_peering(testbed: Testbed, crds: None, namespace: str) -> Iterator[st
 
 
 def deployment_args(*, peering: str, liveness: str) -> list[str]:
-    """The operator container's args from deployment.yaml, with two values replaced."""
+    """The operator container's args from deployment.yaml, with the peering, the
+    liveness endpoint and the metrics address (loopback, a free port) replaced."""
     (container,) = manifest("deployment.yaml")["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["zeta-operator"]
-    replaced = {"--peering": peering, "--liveness": liveness}
+    metrics = f"127.0.0.1:{free_port()}"
+    replaced = {"--peering": peering, "--liveness": liveness, "--metrics": metrics}
     args: list[str] = []
     for arg in container["args"]:
         flag, _, _value = arg.partition("=")

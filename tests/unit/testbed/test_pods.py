@@ -40,6 +40,20 @@ def test_pod_manifest_is_labelled_and_annotated_for_scraping() -> None:
     assert annotations["prometheus.io/port"] == str(pods.MODEL_PORT)
 
 
+def test_a_process_of_the_product_is_annotated_for_scraping_and_is_no_model_pod() -> None:
+    manifest = pods.scraped_pod_manifest("op", "ns", 9191, labels={"role": "operator"})
+    annotations = manifest["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == (
+        "true",
+        "9191",
+    )
+    # No app=vllm: no router selects it, and it carries no model label.
+    assert manifest["metadata"]["labels"] == {
+        "app.kubernetes.io/part-of": "zeta-router",
+        "role": "operator",
+    }
+
+
 @pytest.mark.parametrize("ready", [True, False])
 def test_status_patch_reports_running_with_the_loopback_ip(ready: bool) -> None:
     now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
