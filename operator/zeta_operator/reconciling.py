@@ -193,7 +193,7 @@ class RouterLoop:
                 namespace=self.namespace,
             )
             await self._report(body, generation, result)
-            self._observe(decision, fresh=collected is not None)
+            self._observe(decision, result, fresh=collected is not None)
         except _WRITE_ERRORS as exc:
             # The apiserver is unreachable or refused a write: the next cycle retries.
             telemetry.cycle_errors.labels(self.key, "apiserver").inc()
@@ -202,12 +202,19 @@ class RouterLoop:
         kind = "full" if full else "pods"
         telemetry.cycle_duration.labels(self.key, kind).observe(time.monotonic() - started)
 
-    def _observe(self, decision: deciding.Decision, *, fresh: bool) -> None:
+    def _observe(
+        self, decision: deciding.Decision, outcome: deciding.Outcome, *, fresh: bool
+    ) -> None:
         """What the scrape reads of this router (see :mod:`.telemetry`)."""
         view = self.view
         view.revision = self.publication.revision_floor
         view.fallback = decision.memory.ladder.rung
         view.model_weights, view.pod_weights = decision.weights.models, decision.weights.pods
+        view.prefix_cache_hit_rates = {
+            m.name: m.prefix_cache_hit_rate
+            for m in outcome.models
+            if m.prefix_cache_hit_rate is not None
+        }
         if fresh:
             metrics = decision.memory.metrics
             if metrics is not None and metrics.status is ConditionStatus.FALSE:

@@ -4,8 +4,8 @@
 What an admin watches per router (label ``router``, ``namespace/name`` as in the
 table): the table's revision, the ladder's rung, the published weights per model and
 per pod (label ``endpoint``: the pod's name, not ``pod``, which Prometheus Operator
-scrapes set to the operator's own pod), how old the last good metrics are, and each
-cycle's duration and errors.
+scrapes set to the operator's own pod), how old the last good metrics are, each model's
+prefix-cache hit rate, and each cycle's duration and errors.
 
 Routers' state is read when scraped (:class:`RouterView`, one per running loop, dropped
 when the loop ends), so a router or pod that goes takes its series with it and the
@@ -51,6 +51,8 @@ class RouterView:
     """Per model, per pod."""
     metrics_good_at: float | None = None
     """Wall-clock time of the last cycle with fresh metrics; ``None``: never yet."""
+    prefix_cache_hit_rates: Mapping[str, float] = field(default_factory=dict)
+    """Per model, as in the status; models whose pods count no lookups are absent."""
 
 
 class _RouterCollector(Collector):
@@ -86,6 +88,12 @@ class _RouterCollector(Collector):
             "(absent until the first).",
             labels=["router"],
         )
+        hits = GaugeMetricFamily(
+            "zeta_operator_prefix_cache_hit_rate",
+            "Each model's prefix-cache hit rate as the operator saw it (the pods' "
+            "vllm:prefix_cache_hits over queries; absent for pods without the counters).",
+            labels=["router", "model"],
+        )
         # A copy: loops start and end on the event loop while a scrape reads.
         for router, view in list(self._routers.items()):
             revision.add_metric([router], view.revision)
@@ -98,7 +106,9 @@ class _RouterCollector(Collector):
                     pods.add_metric([router, model, pod], weight)
             if view.metrics_good_at is not None:
                 age.add_metric([router], max(0.0, now - view.metrics_good_at))
-        yield from (revision, rung, models, pods, age)
+            for model, rate in view.prefix_cache_hit_rates.items():
+                hits.add_metric([router, model], rate)
+        yield from (revision, rung, models, pods, age, hits)
 
 
 class Telemetry:

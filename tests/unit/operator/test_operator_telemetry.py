@@ -39,6 +39,12 @@ def test_a_router_is_scraped_as_its_loop_left_it() -> None:
     assert not [k for k in got if k[0] == "zeta_operator_metrics_age_seconds"]
     view.metrics_good_at = 0.0
     assert samples(telemetry)[("zeta_operator_metrics_age_seconds", (r,))] > 1e9
+    # Hit rates as in the status: only models whose pods count lookups have one.
+    assert not [k for k in got if k[0] == "zeta_operator_prefix_cache_hit_rate"]
+    view.prefix_cache_hit_rates = {"a": 0.4}
+    hits = [k for k in samples(telemetry) if k[0] == "zeta_operator_prefix_cache_hit_rate"]
+    assert hits == [("zeta_operator_prefix_cache_hit_rate", (("model", "a"), r))]
+    assert samples(telemetry)[hits[0]] == 0.4
 
 
 def test_a_forgotten_router_leaves_no_series() -> None:
