@@ -40,7 +40,15 @@ SAMPLE = ROOT / "manifests/samples/zetarouter-testbed.yaml"
 def install_crd(testbed: Testbed) -> None:
     """``kubectl apply`` the CRD and wait until the apiserver serves it."""
     testbed.kubectl("apply", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}")
+    # Not `kubectl wait --for=condition=Established`: right after the apply the CRD may
+    # have no status yet, and kubectl then fails at once (".status.conditions accessor
+    # error: <nil>") instead of waiting; it failed a benchmark's testbed so.
+    path = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+
+    def established() -> bool:
+        return testbed.kubectl("get", f"crd/{CRD_NAME}", "-o", path).strip() == "True"
+
+    wait_until(established, within=60, what=f"the CRD {CRD_NAME} to be served", every=0.1)
 
 
 def sample(testbed: Testbed, policy: Mapping[str, str]) -> dict[str, Any]:
