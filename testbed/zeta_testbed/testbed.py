@@ -488,9 +488,19 @@ class Testbed:
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
         """Run the testbed's kubectl (the real client) and return its output; a failure
         raises with kubectl's own message."""
+        return self._client("kubectl", "ZETA_KUBECTL", args, stdin=stdin, timeout=timeout)
+
+    def helm(self, *args: str, timeout: float = 180) -> str:
+        """Run the testbed's helm, as ``kubectl`` does kubectl."""
+        return self._client("helm", "ZETA_HELM", args, stdin=None, timeout=timeout)
+
+    def _client(
+        self, name: str, env_key: str, args: Sequence[str], *, stdin: str | None, timeout: float
+    ) -> str:
+        # HOME in the state folder: the clients' caches stay with this testbed.
         env = {**os.environ, **self.env(), "HOME": str(self.state_dir)}
         done = subprocess.run(
-            [env["ZETA_KUBECTL"], *args],
+            [env[env_key], *args],
             input=stdin,
             env=env,
             capture_output=True,
@@ -499,7 +509,7 @@ class Testbed:
             check=False,
         )
         if done.returncode != 0:
-            raise TestbedError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+            raise TestbedError(f"{name} {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
     def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:

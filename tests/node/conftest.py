@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,18 +98,8 @@ class Release:
     namespace: str
     name: str
 
-    def helm(self, *args: str, timeout: float = 180) -> str:
-        env = {**os.environ, **self.testbed.env(), "HOME": str(self.testbed.state_dir)}
-        done = subprocess.run(
-            [env["ZETA_HELM"], *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
-        return done.stdout
+    def helm(self, *args: str) -> str:
+        return self.testbed.helm(*args)
 
     def core(self) -> k8s.CoreV1Api:
         return k8s.CoreV1Api(self.testbed.api_client())
