@@ -77,6 +77,9 @@ def test_chart_runs_ready_under_restricted_pss_with_issued_tokens(release: Relea
 
 
 def test_openai_sdk_through_the_gateway_pod_on_the_operators_table(release: Release) -> None:
+    # The model containers, scraped by the testbed's Prometheus at their pod addresses.
+    query = f'count(vllm:num_requests_running{{namespace="{NAMESPACE}"}})'
+    assert [sample["value"][1] for sample in release.testbed.query(query)] == ["2"]
     addresses = release.ready_gateways()
     assert len(addresses) == 2
     revision = release.table_revision()
@@ -168,6 +171,7 @@ def test_rolling_restart_of_the_gateway_under_load_loses_no_request(release: Rel
         for pod in release.pods("gateway")
         if pod.metadata.deletion_timestamp is None  # old ones may still drain
     }
+    print(f"\nrolling restart under load: {dict(load.outcomes)}")
     assert not before & after, "the rollout replaced no pod"
     assert load.outcomes["ok"] > 20, load.outcomes
     assert load.outcomes["error"] == 0, load.errors[:5]
@@ -237,7 +241,7 @@ def test_helm_uninstall_leaves_nothing_stuck(release: Release) -> None:
         return NAMESPACE not in release.testbed.kubectl("get", "namespaces", "-o", "name")
 
     try:
-        wait_for(f"namespace {NAMESPACE} deleted", gone, timeout=60)
+        wait_for(f"namespace {NAMESPACE} deleted", gone, timeout=30)
     except AssertionError as exc:
         status = release.testbed.kubectl(
             "get", "namespace", NAMESPACE, "-o", "jsonpath={.status.conditions}"
