@@ -38,7 +38,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -289,7 +289,7 @@ class Node:
         kubelet: Path,
         kubeconfig: Path,
         images: Sequence[Path],
-        is_ready: Any,
+        is_ready: Callable[[], bool],
         timeout: float = READY_TIMEOUT,
     ) -> Timings:
         """Start containerd and the kubelet, import ``images``, wait until ``is_ready()``.
@@ -380,7 +380,7 @@ class Node:
             name: ProcessRecord(**{**obj, "argv": tuple(obj["argv"])}) for name, obj in raw.items()
         }
 
-    def down(self, *, delete_pods: Any = None) -> list[str]:
+    def down(self, *, delete_pods: Callable[[], None] | None = None) -> list[str]:
         """Stop the node and remove what it made; returns what could not be removed.
 
         ``delete_pods`` (called while the kubelet still runs) deletes the node's pods
