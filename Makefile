@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench bench-routing crd image test-image clean
+.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench bench-routing crd image test-image test-node clean
 
 setup: $(STAMP) tools  ## venv with the project (editable) and test extras, plus the Go tools
 
@@ -67,6 +67,11 @@ image:  ## the container image (podman, root), on a base made from Debian packag
 
 test-image: image $(STAMP)  ## run both entry points from the image: non-root, read-only root (podman)
 	ZETA_IMAGE_TESTS=1 $(BIN)/pytest tests/image
+
+# Needs root and the image archive `make image` leaves in build/image/ (CI runs it right
+# after test-image, which builds it); installs containerd from Debian when missing.
+test-node: setup  ## the chart on a real node (kubelet + containerd): restricted PSS, SDK traffic, rolling restart, mounted table
+	ZETA_NODE_TESTS=1 $(BIN)/pytest tests/node
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -11,6 +11,9 @@ from zeta_testbed import pods, tools
 from zeta_testbed.processes import StartError
 from zeta_testbed.testbed import DEFAULT_NAMESPACE, Testbed, TestbedError, default_state_dir
 
+IMAGE_DIR = Path(__file__).resolve().parents[2] / "build" / "image"
+"""Where `make image` (images/build.sh) leaves the project's image archive."""
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -53,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="simulated pods cache prompt prefixes as vLLM does (off by default, so that "
         "benchmarks recorded without it replay alike)",
+    )
+    up.add_argument(
+        "--node",
+        action="store_true",
+        help="also a real node: kubelet, containerd (installed from Debian when missing) "
+        "and kube-scheduler; root only",
+    )
+    up.add_argument(
+        "--node-image",
+        type=Path,
+        action="append",
+        help="an OCI archive to import into the node (repeatable); default: what "
+        "`make image` left in build/image/",
     )
     up.set_defaults(run=_up)
 
@@ -112,6 +128,8 @@ def _up(args: argparse.Namespace) -> int:
         backend=args.backend,
         time_scale=args.time_scale,
         prefix_caching=args.prefix_caching,
+        with_node=args.node,
+        node_images=args.node_image or sorted(IMAGE_DIR.glob("*.oci.tar")),
     )
     elapsed = time.monotonic() - started
     print(testbed.env_script(), end="")

@@ -56,7 +56,11 @@ def write_token_file(folder: Path) -> tuple[Path, str]:
     return path, token
 
 
-def apiserver_argv(binary: Path, pki: Pki, token_file: Path, ports: Ports) -> list[str]:
+def apiserver_argv(
+    binary: Path, pki: Pki, token_file: Path, ports: Ports, *, node: bool = False
+) -> list[str]:
+    """``node``: a kubelet runs pods, so pods get ServiceAccount tokens (the admission
+    plugin adds the projected volume the kubelet fills)."""
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
@@ -73,15 +77,17 @@ def apiserver_argv(binary: Path, pki: Pki, token_file: Path, ports: Ports) -> li
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
         "--allow-privileged=true",
-        # No kubelet mounts tokens here, so pods must not require one (as envtest does).
-        "--disable-admission-plugins=ServiceAccount",
+        # Without a node no kubelet mounts tokens, so pods must not require one (as
+        # envtest does).
+        *([] if node else ["--disable-admission-plugins=ServiceAccount"]),
         "--v=0",
     ]
 
 
 def controller_manager_argv(
-    binary: Path, pki: Pki, kubeconfig: Path, cert_dir: Path, ports: Ports
+    binary: Path, pki: Pki, kubeconfig: Path, cert_dir: Path, ports: Ports, *, node: bool = False
 ) -> list[str]:
+    """``node``: also the controllers a real node needs (see ``NODE_CONTROLLERS``)."""
     return [
         str(binary),
         f"--kubeconfig={kubeconfig}",
@@ -99,7 +105,25 @@ def controller_manager_argv(
         # Garbage collection (owner references) and namespace deletion are what tests need;
         # the workload controllers let users try Deployments too.
         "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,"
-        "deployment,replicaset,endpointslice",
+        "deployment,replicaset,endpointslice" + (NODE_CONTROLLERS if node else ""),
+        "--v=0",
+    ]
+
+
+NODE_CONTROLLERS = ",nodelifecycle,root-ca-cert-publisher,podgc"
+"""nodelifecycle lifts the not-ready taint the kubelet registers with (and marks pods of a
+dead node); root-ca-cert-publisher writes the ``kube-root-ca.crt`` ConfigMap that every
+pod's token volume reads; podgc deletes pods of a deleted node."""
+
+
+def scheduler_argv(binary: Path, kubeconfig: Path) -> list[str]:
+    """kube-scheduler for the node's pods; simulated pods name a scheduler nobody runs."""
+    return [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        # Nothing here reads its metrics or health endpoint: serve none.
+        "--secure-port=0",
         "--v=0",
     ]
 

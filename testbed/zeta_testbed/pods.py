@@ -63,6 +63,10 @@ def next_free_ip(
     raise RuntimeError(f"no free address left in {POD_NETWORK}")
 
 
+SIMULATED_SCHEDULER = "zeta-testbed-simulated"
+"""The scheduler simulated pods wait for: none runs, so they stay unbound."""
+
+
 def pod_manifest(
     name: str, namespace: str, size: str, *, labels: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -81,6 +85,9 @@ def pod_manifest(
             },
         },
         "spec": {
+            # No scheduler has this name: with `up --node`, the real kube-scheduler would
+            # otherwise bind the pod to the node, whose kubelet would then try to run it.
+            "schedulerName": SIMULATED_SCHEDULER,
             "containers": [
                 {
                     "name": "model",

@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from zeta_api import TABLE_KEY
-from zeta_testbed import controlplane, pki, pods, processes, prometheus, tools
+from zeta_testbed import controlplane, node, pki, pods, processes, prometheus, tools
 from zeta_testbed.controlplane import Ports
 from zeta_testbed.harness import free_ports
 from zeta_testbed.processes import ProcessRecord
@@ -73,6 +73,8 @@ class State:
     """Whether simulated pods cache prompt prefixes (``zeta-sim --prefix-caching``)."""
     priority_scheduling: bool = False
     """Whether simulated pods schedule by priority (``--scheduling-policy priority``)."""
+    node: bool = False
+    """Whether a real node runs pods (``up --node``); its files are in ``<state>/node``."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -95,6 +97,7 @@ class State:
             # Absent from the state of a testbed started before the option existed.
             prefix_caching=raw.get("prefix_caching", False),
             priority_scheduling=raw.get("priority_scheduling", False),
+            node=raw.get("node", False),
         )
 
 
@@ -158,6 +161,15 @@ class Testbed:
     def namespace(self) -> str:
         return self.state().namespace
 
+    @property
+    def node_prometheus_url(self) -> str:
+        """Prometheus as the node's pods reach it (a relay on the bridge's gateway)."""
+        return f"http://{node.GATEWAY_IP}:{self.state().ports.prometheus}"
+
+    @property
+    def real_node(self) -> node.Node:
+        return node.Node(self.state_dir / "node")
+
     def api_client(self) -> k8s.ApiClient:
         api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(self.kubeconfig)
@@ -173,6 +185,7 @@ class Testbed:
             "ZETA_NAMESPACE": self.namespace,
             "ZETA_KUBECTL": str(bin_dir / "kubectl"),
             "ZETA_HELM": str(bin_dir / "helm"),
+            **({"ZETA_NODE_PROMETHEUS_URL": self.node_prometheus_url} if self.state().node else {}),
             "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
         }
 
@@ -192,6 +205,8 @@ class Testbed:
         time_scale: float = 1.0,
         prefix_caching: bool = False,
         priority_scheduling: bool = False,
+        with_node: bool = False,
+        node_images: Sequence[Path] = (),
     ) -> None:
         """Start a testbed with ``pod_counts`` simulated pods per model size.
 
@@ -199,21 +214,24 @@ class Testbed:
         benchmarks recorded before the sim had one replay as they did.
         ``priority_scheduling`` makes the pods schedule by request priority, as vLLM's
         ``--scheduling-policy priority``.
+        ``with_node`` adds a real node (kubelet, containerd, kube-scheduler; root only,
+        see :mod:`zeta_testbed.node`) with the OCI archives ``node_images`` imported.
         """
         if self.exists() and any(processes.is_running(p) for p in self.state().processes.values()):
             raise TestbedError(f"a testbed already runs from {self.state_dir}; `down` it first")
         if backend not in pods.BACKENDS:
             raise TestbedError(f"unknown backend {backend!r}")
-        binaries = {
-            name: tools.locate(name)
-            for name in (
-                "etcd",
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kubectl",
-                "prometheus",
-            )
-        }
+        names = ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "prometheus"]
+        if with_node:
+            names += ["kubelet", "kube-scheduler", "pause"]
+            try:
+                node.require_host()
+            except node.NodeError as exc:
+                raise TestbedError(str(exc)) from exc
+            for image in node_images:
+                if not image.is_file():
+                    raise TestbedError(f"no image archive {image}")
+        binaries = {name: tools.locate(name) for name in names}
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True)
         logs = self.state_dir / "logs"
@@ -223,6 +241,7 @@ class Testbed:
         state = State(
             namespace, backend, time_scale, ports, token,
             prefix_caching=prefix_caching, priority_scheduling=priority_scheduling,
+            node=with_node,
         )  # fmt: skip
         self._save(state)
         try:
@@ -235,6 +254,8 @@ class Testbed:
             self._start_control_plane(state, binaries, keys, token_file, logs)
             self._link_clients(binaries["kubectl"])
             self._create_namespace(namespace)
+            if with_node:
+                self._start_node(state, binaries, node_images)
             for pod in starting:
                 self._register_pod(pod, labels=None, ready=True)
             self.env_file.write_text(self.env_script())
@@ -268,7 +289,9 @@ class Testbed:
         )
         apiserver = processes.spawn(
             "kube-apiserver",
-            controlplane.apiserver_argv(binaries["kube-apiserver"], keys, token_file, ports),
+            controlplane.apiserver_argv(
+                binaries["kube-apiserver"], keys, token_file, ports, node=state.node
+            ),
             log_dir=logs,
         )
         state.processes["kube-apiserver"] = apiserver
@@ -297,6 +320,7 @@ class Testbed:
                 self.kubeconfig,
                 self.state_dir / "controller-manager",
                 ports,
+                node=state.node,
             ),
             log_dir=logs,
         )
@@ -307,6 +331,78 @@ class Testbed:
         self._save(state)
         self._wait_prometheus(record, ports.prometheus)
 
+    def _start_node(
+        self, state: State, binaries: Mapping[str, Path], images: Sequence[Path]
+    ) -> None:
+        """kube-scheduler, the node, and the relay its pods reach the apiserver through."""
+        state.processes["kube-scheduler"] = processes.spawn(
+            "kube-scheduler",
+            controlplane.scheduler_argv(binaries["kube-scheduler"], self.kubeconfig),
+            log_dir=self.state_dir / "logs",
+        )
+        self._save(state)
+        the_node = self.real_node
+        pause = node.pause_archive(binaries["pause"], the_node.folder / "images" / "pause.tar")
+        try:
+            the_node.up(
+                kubelet=binaries["kubelet"],
+                kubeconfig=self.kubeconfig,
+                images=[pause, *images],
+                is_ready=self.node_ready,
+            )
+        except node.NodeError as exc:
+            raise TestbedError(str(exc)) from exc
+        ports = state.ports
+        state.processes["relay"] = processes.spawn(
+            "relay",
+            [
+                sys.executable, "-m", "zeta_testbed.relay",
+                f"{node.KUBERNETES_SERVICE_IP}:443=127.0.0.1:{ports.apiserver}",
+                f"{node.GATEWAY_IP}:{ports.prometheus}=127.0.0.1:{ports.prometheus}",
+            ],
+            log_dir=self.state_dir / "logs",
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )  # fmt: skip
+        self._save(state)
+        processes.wait_ready(
+            state.processes["relay"],
+            lambda: processes.listens_on(state.processes["relay"], node.KUBERNETES_SERVICE_IP, 443),
+            timeout=START_TIMEOUT,
+            what="the node's relay",
+        )
+
+    def node_ready(self) -> bool:
+        """The node reports Ready and the scheduler may use it (no not-ready taint)."""
+        with self.api_client() as api:
+            try:
+                found = k8s.CoreV1Api(api).read_node(node.NODE_NAME)
+            except ApiException:
+                return False
+        conditions = (found.status and found.status.conditions) or []
+        ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+        taints = (found.spec and found.spec.taints) or []
+        return ready and not any(t.key == "node.kubernetes.io/not-ready" for t in taints)
+
+    def _delete_node_pods(self) -> None:
+        """Delete every pod on the node and wait (bounded) until the kubelet has stopped them."""
+        selector = f"spec.nodeName={node.NODE_NAME}"
+        deadline = time.monotonic() + 60
+        with self.api_client() as api:
+            core = k8s.CoreV1Api(api)
+            # Cordoned first: a Deployment's replacement pods must stay Pending, not land
+            # on the node again and keep it busy.
+            core.patch_node(node.NODE_NAME, {"spec": {"unschedulable": True}})
+            for pod in core.list_pod_for_all_namespaces(field_selector=selector).items:
+                meta = pod.metadata
+                if meta is None or not meta.name or not meta.namespace:
+                    continue
+                with contextlib.suppress(ApiException):
+                    core.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=5)
+            while time.monotonic() < deadline:
+                if not core.list_pod_for_all_namespaces(field_selector=selector).items:
+                    return
+                time.sleep(0.5)
+
     def _link_clients(self, kubectl: Path) -> None:
         bin_dir = self.state_dir / "bin"
         bin_dir.mkdir(exist_ok=True)
@@ -316,13 +412,22 @@ class Testbed:
 
     def _create_namespace(self, namespace: str) -> None:
         with self.api_client() as api:
+            core = k8s.CoreV1Api(api)
             try:
-                k8s.CoreV1Api(api).create_namespace(
-                    k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace))
-                )
+                core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
             except ApiException as exc:
                 if exc.status != 409:
                     raise
+            if self.state().node:
+                # The ServiceAccount admission plugin (on with a node) refuses pods until
+                # the controller manager has made the namespace's `default` account.
+                deadline = time.monotonic() + START_TIMEOUT
+                while not core.list_namespaced_service_account(
+                    namespace, field_selector="metadata.name=default"
+                ).items:
+                    if time.monotonic() > deadline:
+                        raise TestbedError(f"no default ServiceAccount in {namespace}")
+                    time.sleep(0.1)
 
     # ------------------------------------------------------------ prometheus
     def start_prometheus(self) -> None:
@@ -383,9 +488,19 @@ class Testbed:
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
         """Run the testbed's kubectl (the real client) and return its output; a failure
         raises with kubectl's own message."""
+        return self._client("kubectl", "ZETA_KUBECTL", args, stdin=stdin, timeout=timeout)
+
+    def helm(self, *args: str, timeout: float = 180) -> str:
+        """Run the testbed's helm, as ``kubectl`` does kubectl."""
+        return self._client("helm", "ZETA_HELM", args, stdin=None, timeout=timeout)
+
+    def _client(
+        self, name: str, env_key: str, args: Sequence[str], *, stdin: str | None, timeout: float
+    ) -> str:
+        # HOME in the state folder: the clients' caches stay with this testbed.
         env = {**os.environ, **self.env(), "HOME": str(self.state_dir)}
         done = subprocess.run(
-            [env["ZETA_KUBECTL"], *args],
+            [env[env_key], *args],
             input=stdin,
             env=env,
             capture_output=True,
@@ -394,7 +509,7 @@ class Testbed:
             check=False,
         )
         if done.returncode != 0:
-            raise TestbedError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+            raise TestbedError(f"{name} {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
     def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
@@ -573,6 +688,12 @@ class Testbed:
         if not self.exists():
             return
         state = self.state()
+        problems = []
+        if state.node and self.real_node.exists():
+            # While the apiserver runs: the kubelet stops the pods it is told to delete.
+            problems = self.real_node.down(delete_pods=self._delete_node_pods)
+            with contextlib.suppress(Exception), self.api_client() as api:
+                k8s.CoreV1Api(api).delete_node(node.NODE_NAME)
         processes.stop_all([pod.process for pod in state.pods], grace=5)
         components = ("prometheus", "kube-controller-manager", "kube-apiserver", "etcd")
         # What `run` started goes first: it may still be talking to the apiserver.
@@ -580,6 +701,9 @@ class Testbed:
         for name in components:
             if name in state.processes:
                 processes.stop(state.processes[name])
+        if problems:
+            # Kept for a look: the node's logs say what held on.
+            raise TestbedError("the node left: " + "; ".join(problems))
         if not keep_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 

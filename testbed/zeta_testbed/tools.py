@@ -27,6 +27,8 @@ from pathlib import Path
 
 GO_DIR = Path(__file__).resolve().parent.parent / "go"
 """Where the wrapper modules live (``testbed/go``)."""
+LOCAL_VERSION = "v0.0.0"
+"""The version of a module of our own; its cache key still changes with its source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,8 @@ class GoTool:
     name: str
     """Folder under ``testbed/go`` and first part of the cache key."""
     module: str
-    """The upstream module whose pinned version names the build."""
+    """The upstream module whose pinned version names the build; empty for a module of
+    our own that pins nothing (its version is then ``LOCAL_VERSION``)."""
     packages: Mapping[str, str]
     """Binary name -> Go package path to build (``.`` for the wrapper's own main)."""
     ldflags: tuple[str, ...] = ()
@@ -48,6 +51,8 @@ class GoTool:
 
     def version(self) -> str:
         """The pinned upstream version, read from the wrapper's go.mod (one source of truth)."""
+        if not self.module:
+            return LOCAL_VERSION
         text = (self.module_dir / "go.mod").read_text()
         match = re.search(rf"^\s*(?:require\s+)?{re.escape(self.module)}\s+(v\S+)", text, re.M)
         if match is None:
@@ -84,6 +89,10 @@ KUBERNETES = GoTool(
         "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
         "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
         "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+        # The node of `zeta-testbed up --node`: its kubelet, and the scheduler that binds
+        # the chart's pods to it.
+        "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+        "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
     },
     ldflags=_k8s_version_flags(),
 )
@@ -99,7 +108,9 @@ HELM = GoTool(
     packages={"helm": "helm.sh/helm/v3/cmd/helm"},
     ldflags=("-X helm.sh/helm/v3/internal/version.version={version}",),
 )
-TOOLS: tuple[GoTool, ...] = (ETCD, KUBERNETES, PROMETHEUS, HELM)
+PAUSE = GoTool(name="pause", module="", packages={"pause": "."})
+"""The pod sandbox program of ``zeta-testbed up --node`` (no registry to pull one from)."""
+TOOLS: tuple[GoTool, ...] = (ETCD, KUBERNETES, PROMETHEUS, HELM, PAUSE)
 
 # envtest's environment variables, per binary.
 _ENVTEST_OVERRIDES = {
