@@ -225,13 +225,6 @@ class StuckOnFinalizer(AssertionError):
     """The namespace waits on the operator's finalizer, with no operator left to remove it."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StuckOnFinalizer,
-    reason="the ZetaRouter keeps the operator's zeta.dev/operator finalizer after the "
-    "operator is uninstalled, so its namespace never finishes deleting (fix on the "
-    "deploy-observe branch)",
-)
 def test_helm_uninstall_leaves_nothing_stuck(release: Release) -> None:
     """Last: the release goes, then its namespace must finish deleting."""
     release.helm("uninstall", release.name, "-n", NAMESPACE, "--wait", "--timeout=120s")
