@@ -155,6 +155,9 @@ async def _stream(
                 rec.error = f"status {resp.status}, ended {tail!r}"
     except (aiohttp.ClientError, TimeoutError) as exc:
         rec.error = f"{type(exc).__name__}: {exc}"[:200]
+    except asyncio.CancelledError:
+        rec.error = "still open when the run ended"
+        raise
     finally:
         if not rec.reads:
             settled()
@@ -490,6 +493,11 @@ def report(plan: Plan, outcomes: list[Outcome], *, fd_limit: int, notes: list[st
             f"with RSS under {RSS_TARGET_MIB:g} MiB and no stream stalled: {verdict} "
             f"(peak {sidecar.peak_rss:.1f} MiB, {sidecar.stalled(plan.stall_after)} stalled).",
         ]
+    for o in outcomes:
+        errors = sorted({s.error for s in o.streams if s.error})
+        if errors:
+            failed = sum(1 for s in o.streams if s.error)
+            notes.append(f"{o.name}: {failed} streams failed, e.g. {'; '.join(errors[:3])}")
     if notes:
         lines += ["", *(f"Note: {note}" for note in notes)]
     return "\n".join(lines) + "\n"
