@@ -485,7 +485,7 @@ def report(plan: Plan, outcomes: list[Outcome], *, fd_limit: int, notes: list[st
             and all(s.done for s in sidecar.streams)
         )
         verdict = f"**{'met' if met else 'not met'}**"
-        if plan.streams < TARGET_STREAMS:
+        if plan.streams != TARGET_STREAMS:
             verdict = f"not judged: {plan.streams:,} streams here"
         lines += [
             "",
