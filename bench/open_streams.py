@@ -212,6 +212,15 @@ class Outcome:
     def stalled(self, after: float) -> int:
         return sum(1 for s in self.streams if s.first is None or s.max_gap() > after)
 
+    def stall_ends(self, after: float) -> list[float]:
+        """When each stall over ``after`` seconds ended, in seconds from the window's start:
+        one moment for many streams points at one pod's step or one process's pause."""
+        ends = []
+        for s in self.streams:
+            reads = s.reads
+            ends += [b - self.window[0] for a, b in itertools.pairwise(reads) if b - a > after]
+        return sorted(ends)
+
 
 async def _sample(pids: Sequence[int], out: list[tuple[float, float]], stop: asyncio.Event) -> None:
     while not stop.is_set():
@@ -498,6 +507,13 @@ def report(plan: Plan, outcomes: list[Outcome], *, fd_limit: int, notes: list[st
         if errors:
             failed = sum(1 for s in o.streams if s.error)
             notes.append(f"{o.name}: {failed} streams failed, e.g. {'; '.join(errors[:3])}")
+        ends = o.stall_ends(plan.stall_after)
+        if ends:
+            notes.append(
+                f"{o.name}: {len(ends)} stalls ended between {ends[0]:+.2f} s and "
+                f"{ends[-1]:+.2f} s from the window's start "
+                f"(median {statistics.median(ends):+.2f} s)"
+            )
     if notes:
         lines += ["", *(f"Note: {note}" for note in notes)]
     return "\n".join(lines) + "\n"
