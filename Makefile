@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench bench-routing crd image test-image test-node clean
+.PHONY: setup tools lint typecheck test test-unit test-integration chaos soak demo demo-down bench bench-routing bench-streams crd image test-image test-node clean
 
 setup: $(STAMP) tools  ## venv with the project (editable) and test extras, plus the Go tools
 
@@ -48,7 +48,7 @@ demo: setup  ## a testbed with simulated 4b/7b/14b pods and a little traffic
 demo-down:  ## stop the demo's testbed
 	$(BIN)/zeta-testbed down --state-dir .testbed/demo
 
-bench: setup bench-routing  ## every benchmark; each writes its table to bench/results/
+bench: setup bench-routing bench-streams  ## every benchmark; each writes its table to bench/results/
 	$(BIN)/python bench/sim_throughput.py
 	$(BIN)/python bench/reconcile_weights.py
 	$(BIN)/python bench/proxy_overhead.py
@@ -57,6 +57,9 @@ bench: setup bench-routing  ## every benchmark; each writes its table to bench/r
 bench-routing: setup  ## Zeta vs round robin, least-request, argmin, peers; traffic classes (about 32 min)
 	$(BIN)/python bench/routing/run.py
 	$(BIN)/python bench/routing/run.py --suite classes
+
+bench-streams: setup  ## 2,000 open SSE streams through the sidecar and vllm-router: RSS and CPU per stream (about 3 min)
+	$(BIN)/python bench/open_streams.py
 
 crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it is current)
 	$(BIN)/python -m zeta_api.crd > manifests/crds/zetarouters.zeta.dev.yaml

@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,17 +38,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from peers import (
+    LOAD_CPU,
+    PROXY_CPU,
+    ROOT,
+    Processes,
+    ensure_tools,
+    log,
+    vllm_router_argv,
+)
 
 from zeta_api import TABLE_API_VERSION, TABLE_KIND
-from zeta_testbed.harness import Child, StartError, free_port, start_child, wait_http
+from zeta_testbed.harness import StartError, free_port, wait_http
 from zeta_testbed.sidecar import sidecar_argv
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "proxy_overhead.md"
-PEERS = Path.home() / ".cache" / "zeta-router" / "peers"
-VLLM_ROUTER_VENV = PEERS / "vllm-router"
-PROXY_CPU = "1"
-LOAD_CPU = "0"
 
 CHAT_BODY = json.dumps(
     {
@@ -74,66 +77,6 @@ ANSWER = json.dumps(
         "usage": {"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11},
     }
 )
-
-
-def log(message: str) -> None:
-    print(f"[proxy_overhead] {message}", file=sys.stderr, flush=True)
-
-
-# --- installing what is missing ------------------------------------------------------------
-
-
-def ensure_tools() -> None:
-    missing = [tool for tool in ("wrk", "nginx", "taskset") if shutil.which(tool) is None]
-    if missing:
-        log(f"installing {missing} with apt-get")
-        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=300)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "wrk", "nginx", "util-linux"],
-            check=True,
-            timeout=600,
-        )
-    router = VLLM_ROUTER_VENV / "bin" / "vllm-router"
-    if not router.exists():
-        log(f"installing vllm-router into {VLLM_ROUTER_VENV}")
-        subprocess.run([sys.executable, "-m", "venv", str(VLLM_ROUTER_VENV)], check=True)
-        subprocess.run(
-            [str(VLLM_ROUTER_VENV / "bin" / "pip"), "install", "-q", "vllm-router"],
-            check=True,
-            timeout=900,
-        )
-
-
-# --- processes -----------------------------------------------------------------------------
-
-
-class Processes:
-    """Every process this benchmark starts, each pinned to its CPUs; stopped by PID at
-    the end, last started first."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.started: list[Child] = []
-
-    def start(
-        self, name: str, argv: list[str], cpu: str, env: dict[str, str] | None = None
-    ) -> Child:
-        child = start_child(
-            name,
-            ["taskset", "-c", cpu, *argv],
-            log=self.workdir / f"{name}.log",
-            env=env,
-            new_session=True,
-        )
-        self.started.append(child)
-        return child
-
-    def stop(self, child: Child) -> None:
-        child.stop()
-
-    def stop_all(self) -> None:
-        for child in reversed(self.started):
-            child.stop()
 
 
 # --- backends and proxies ------------------------------------------------------------------
@@ -395,34 +338,21 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
         sidecar = procs.start("proxy-zeta-sidecar", argv, PROXY_CPU)
         wait_http(f"http://127.0.0.1:{ports['admin']}/readyz", sidecar)
 
-        router_bin = VLLM_ROUTER_VENV / "bin" / "vllm-router"
         router_note = ""
         vr_sse_port = free_port()
 
-        def vllm_router_argv(port: int, backends: list[int]) -> list[str]:
-            return [
-                str(router_bin),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--policy",
-                "round_robin",
-                "--worker-urls",
-                *(f"http://127.0.0.1:{p}" for p in backends),
-                "--log-level",
-                "warning",
-                "--disable-retries",
-                "--disable-circuit-breaker",
-                "--prometheus-port",
-                str(free_port()),
-            ]
+        def vllm_router(port: int, backends: list[int]) -> list[str]:
+            return vllm_router_argv(
+                port,
+                [f"http://127.0.0.1:{p}" for p in backends],
+                extra=("--disable-retries", "--disable-circuit-breaker"),
+            )
 
         vrouter = procs.start(
-            "proxy-vllm-router", vllm_router_argv(ports["vllm-router"], plain_ports), PROXY_CPU
+            "proxy-vllm-router", vllm_router(ports["vllm-router"], plain_ports), PROXY_CPU
         )
         vrouter_sse = procs.start(
-            "proxy-vllm-router-sse", vllm_router_argv(vr_sse_port, sse_ports), PROXY_CPU
+            "proxy-vllm-router-sse", vllm_router(vr_sse_port, sse_ports), PROXY_CPU
         )
         try:
             wait_http(f"http://127.0.0.1:{ports['vllm-router']}/health", vrouter, within=90)

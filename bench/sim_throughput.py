@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+from peers import cpu_seconds
 
 _SERVING = re.compile(rb"on (http://127\.0\.0\.1:\d+)")
 
@@ -40,15 +41,6 @@ class Result:
     seconds: float
     latencies: list[float]
     server_cpu_seconds: float
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, from /proc (Linux only)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        # The command name may hold spaces; the fields after its ")" are fixed.
-        fields = stat.read().rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def _pin(pid: int, cpus: set[int]) -> None:
@@ -183,7 +175,7 @@ async def _run(args: argparse.Namespace) -> Result:
                 concurrency=args.concurrency,
                 deadline=time.perf_counter() + 10,
             )
-            cpu_before = _cpu_seconds(server.pid)
+            cpu_before = cpu_seconds(server.pid)
             started = time.perf_counter()
             latencies: list[float] = []
             if args.client == "wrk":
@@ -198,7 +190,7 @@ async def _run(args: argparse.Namespace) -> Result:
                     deadline=started + args.duration,
                 )
             seconds = time.perf_counter() - started
-            cpu = _cpu_seconds(server.pid) - cpu_before
+            cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         server.send_signal(signal.SIGTERM)
         try:

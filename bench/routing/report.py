@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import proxy_overhead as po
+from peers import code_line, machine
 
 from routing import classes, trace
 from routing.scenarios import Scenario
@@ -174,55 +172,6 @@ def _ratio(values: Sequence[float | None], base: Sequence[float | None]) -> str:
     if not got or not ref or statistics.median(ref) == 0:
         return "-"
     return f"{statistics.median(got) / statistics.median(ref):.2f}x"
-
-
-def _version(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
-    except OSError:
-        return "not installed"
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
-
-
-def code_line() -> str:
-    root = Path(__file__).resolve().parents[2]
-    head = _version(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True,
-                           text=True, check=False).stdout.count("\n")  # fmt: skip
-    return f"commit {head}" + (
-        f" plus {dirty} uncommitted changes (the working tree as it was)" if dirty else ""
-    )
-
-
-def machine(code: str | None = None) -> list[str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    pip = po.VLLM_ROUTER_VENV / "bin" / "pip"
-    vr = _version([str(pip), "show", "vllm-router"]) if pip.exists() else "not installed"
-    vr_version = "?"
-    if pip.exists():
-        out = subprocess.run([str(pip), "show", "vllm-router"], capture_output=True, text=True,
-                             check=False).stdout  # fmt: skip
-        vr_version = next(
-            (x.split(":", 1)[1].strip() for x in out.splitlines() if x.startswith("Version")), vr
-        )
-    load = os.getloadavg()
-    return [
-        f"- Code: {code or code_line()}.",
-        f"- Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
-        f"load average when this report was written {load[0]:.1f}/{load[1]:.1f}/"
-        f"{load[2]:.1f}. **Shared**: other work ran on the same 2 cores during the run, so "
-        "figures are noisy; compare systems "
-        "within a run, not across runs.",
-        f"- Python {platform.python_version()}; {_version(['nginx', '-v'])}; "
-        f"vllm-router {vr_version} (PyPI, own venv); zeta-sim pods from the testbed.",
-    ]
 
 
 def _table(rows: list[dict[str, Any]], systems: Sequence[str]) -> list[str]:

@@ -32,7 +32,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
-import proxy_overhead as po  # noqa: E402
+import peers  # noqa: E402
 import yaml  # noqa: E402
 
 from routing import classes, report, summary, systems, trace  # noqa: E402
@@ -251,7 +251,7 @@ def run_one(
     requests: list[Any],
     pods: Sequence[systems.Pod],
     testbed: Testbed,
-    procs: po.Processes,
+    procs: peers.Processes,
     workdir: Path,
 ) -> tuple[list[Record], dict[str, Any]]:
     drained = drain(pods)
@@ -354,7 +354,7 @@ def run_scenario(
     *,
     pods: Sequence[systems.Pod],
     testbed: Testbed,
-    procs: po.Processes,
+    procs: peers.Processes,
     workdir: Path,
     records_dir: Path,
     outcome: Outcome,
@@ -388,7 +388,7 @@ def run_scenario(
 
 def run(scenarios: Sequence[Scenario], seeds: Sequence[int], out: Path, records_dir: Path) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zeta-routing-"))
-    procs = po.Processes(workdir)
+    procs = peers.Processes(workdir)
     out.mkdir(parents=True, exist_ok=True)
     records_dir.mkdir(parents=True, exist_ok=True)
     outcome = Outcome()
@@ -512,7 +512,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if os.environ.get(NETNS_MARK) != "1" and not args.rebuild:
-        po.ensure_tools()  # apt-get and pip need the network: before the namespace
+        peers.ensure_tools()  # apt-get and pip need the network: before the namespace
         return _reexec_in_netns()
     suite_full, suite_short = SUITES[args.suite]
     out = args.out or RESULTS / args.suite

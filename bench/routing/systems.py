@@ -1,21 +1,22 @@
 """The routing systems compared, each started in front of the same pods and stopped
 (by PID) after its run. A system gives the load generator one URL per gateway replica.
 
-nginx, the processes helper and the vllm-router install come from
-``bench/proxy_overhead.py``, imported, so both benchmarks run their peers alike; ports,
-waiting and the sidecar from :mod:`zeta_testbed`, as the tests use them.
+nginx's configuration comes from ``bench/proxy_overhead.py``, the processes helper, the
+vllm-router install and the CPU readings from ``bench/peers.py``, imported, so the
+benchmarks run and measure their peers alike; ports, waiting and the sidecar from
+:mod:`zeta_testbed`, as the tests use them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import peers
 import proxy_overhead as po
 
 from zeta_api import TABLE_API_VERSION, TABLE_KIND
@@ -109,7 +110,7 @@ def _table(pods: Sequence[Pod], *, picker: str, virtual: bool) -> str:
     return json.dumps(table)
 
 
-def _nginx(procs: po.Processes, workdir: Path, pods: Sequence[Pod], replicas: int,
+def _nginx(procs: peers.Processes, workdir: Path, pods: Sequence[Pod], replicas: int,
            random: bool) -> Running:  # fmt: skip
     ports = free_ports(replicas)
     members = "\n".join(f"server {p.ip}:{p.port};" for p in pods)
@@ -142,7 +143,7 @@ def start(
     *,
     replicas: int,
     workdir: Path,
-    procs: po.Processes,
+    procs: peers.Processes,
     configmap: tuple[str, Path] | None = None,
 ) -> Running:
     """Start ``replicas`` gateways of ``system`` over ``pods``; ``configmap`` is
@@ -162,7 +163,7 @@ def _start(
     *,
     replicas: int,
     workdir: Path,
-    procs: po.Processes,
+    procs: peers.Processes,
     configmap: tuple[str, Path] | None,
     running: Running,
 ) -> Running:
@@ -215,12 +216,9 @@ def _start(
             running.started.append(started)
         return running
     if system.kind == "vllm-router":
-        router = po.VLLM_ROUTER_VENV / "bin" / "vllm-router"
         for i in range(replicas):
             port = free_port()
-            argv = [str(router), "--host", "127.0.0.1", "--port", str(port),
-                    "--policy", system.policy, "--worker-urls", *(p.url for p in pods),
-                    "--log-level", "warning", "--prometheus-port", str(free_port())]  # fmt: skip
+            argv = peers.vllm_router_argv(port, [p.url for p in pods], policy=system.policy)
             started = procs.start(f"{system.name}-{i}-{port}", argv, "0-1")
             wait_http(f"http://127.0.0.1:{port}/health", started, within=90)
             running.urls.append(f"http://127.0.0.1:{port}")
@@ -229,36 +227,16 @@ def _start(
     raise ValueError(f"unknown system kind {system.kind!r}")
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            found += [int(c) for c in text]
-    except OSError:
-        pass
-    return found
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process so far; 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(running: Running) -> float:
     """CPU seconds used so far by the system's processes and their direct children
     (nginx's workers): how much of the shared machine the router itself takes."""
     pids = [s.process.pid for s in running.stop_sidecars]
     pids += [s.process.pid for s in running.started]
-    pids += [child for pid in list(pids) for child in _children(pid)]
-    return sum(_cpu(pid) for pid in pids)
+    pids += [child for pid in list(pids) for child in peers.children(pid)]
+    return sum(peers.cpu_seconds(pid) for pid in pids)
 
 
-def stop(running: Running, procs: po.Processes) -> None:
+def stop(running: Running, procs: peers.Processes) -> None:
     for sidecar in running.stop_sidecars:
         sidecar.stop()
     for started in running.started:
