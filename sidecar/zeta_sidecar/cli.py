@@ -28,7 +28,7 @@ from aiohttp import web
 from zeta_sidecar.admin import admin_app
 from zeta_sidecar.app import TrafficRunner, runners
 from zeta_sidecar.cpu_quota import default_workers
-from zeta_sidecar.fd_limits import raise_fd_limit
+from zeta_sidecar.fd_limits import listen_backlog, raise_fd_limit
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.settings import DEFAULT_MAX_BODY_BYTES, ConfigMapRef, Settings
 from zeta_sidecar.supervisor import run_group
@@ -167,7 +167,9 @@ async def serve(
     await traffic.setup()
     try:
         reuse_port = True if settings.workers > 1 else None  # None: aiohttp's default
-        await web.TCPSite(traffic, settings.host, settings.port, reuse_port=reuse_port).start()
+        await web.TCPSite(
+            traffic, settings.host, settings.port, reuse_port=reuse_port, backlog=listen_backlog()
+        ).start()
         role = "as a worker" if admin_socket is not None else f"admin on {settings.admin_port}"
         logger.info("serving on %s:%d, %s", settings.host, settings.port, role)
         await stop.wait()

@@ -11,7 +11,7 @@ import pytest
 from zeta_sidecar import connections
 from zeta_sidecar.cli import parse_args
 from zeta_sidecar.connections import Limits, ThrottledLog
-from zeta_sidecar.fd_limits import RESERVED_FDS, default_max_connections
+from zeta_sidecar.fd_limits import default_max_connections, listen_backlog, reserved_fds
 from zeta_sidecar.settings import Settings
 
 TABLE = Path("/tmp/routing.json")
@@ -62,12 +62,22 @@ def test_the_command_line_refuses_a_bad_timeout(capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize(
     ("fds", "cap"),
-    [(1024, (1024 - RESERVED_FDS) // 2), (1 << 20, ((1 << 20) - RESERVED_FDS) // 2), (100, 16)],
+    [(1024, (1024 - 256) // 2), (20_000, (20_000 - 128 - 1024) // 2), (100, 16)],
 )
 def test_the_default_cap_keeps_a_pod_connection_per_client_and_a_reserve(
     fds: int, cap: int
 ) -> None:
     assert default_max_connections(fds) == cap
+
+
+@pytest.mark.parametrize(
+    ("fds", "backlog"), [(100, 128), (1024, 128), (4096, 256), (20_000, 1024), (1 << 20, 1024)]
+)
+def test_the_listen_backlog_grows_with_the_fds_and_the_reserve_holds_it(
+    fds: int, backlog: int
+) -> None:
+    assert listen_backlog(fds) == backlog
+    assert reserved_fds(fds) == 128 + backlog
 
 
 def test_limits_refuse_a_zero_cap() -> None:
