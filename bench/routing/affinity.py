@@ -1,0 +1,183 @@
+"""Cache-aware routing (issue 12): the load bound over time, the report's tables, and
+the issue's targets checked against a run.
+
+The prefix-cache hit rate is the pods' own: prompt tokens found cached over prompt
+tokens looked up (vLLM's ``prefix_cache_hits`` over ``prefix_cache_queries``), counted
+over each system's run on caches emptied before it. "Above its bound" is the sidecar's
+own rule applied to the pods' sampled load (running + waiting, every 0.5 s): a pod is
+above it when its load exceeds ``ceil((1 + loadBound) * L / n)``, with ``L`` the load of
+all ``n`` pods at that moment.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from routing.scenarios import Scenario
+from routing.systems import Pod
+from zeta_api import Affinity
+
+LOAD_BOUND = Affinity().load_bound
+"""The CRD's default ``loadBound``, which ``zeta-affinity`` declares."""
+BUSY = 1.0
+"""Samples with less than this mean load per pod are left out of the bound figures:
+with two requests on four pods, one pod holding both says nothing about balance."""
+
+
+def bound_figures(samples: Sequence[dict[str, Any]], pods: Sequence[Pod]) -> dict[str, Any]:
+    """Over the sampling moments with every pod sampled and some load: the largest
+    ratio of a pod's load to its bound ``(1 + loadBound) * L / n``, the share of moments
+    with a pod above ``ceil`` of that bound, and the largest ratio of a pod's load to
+    the mean."""
+    by_t: dict[float, dict[str, float]] = {}
+    for s in samples:
+        by_t.setdefault(s["t"], {})[s["pod"]] = s["running"] + s["waiting"]
+    names = [p.name for p in pods]
+    worst = worst_mean = 0.0
+    moments = above = 0
+    for loads in by_t.values():
+        if any(n not in loads for n in names):
+            continue
+        values = [loads[n] for n in names]
+        mean = sum(values) / len(values)
+        if mean < BUSY:
+            continue
+        moments += 1
+        bound = (1 + LOAD_BOUND) * mean
+        worst = max(worst, max(values) / bound)
+        worst_mean = max(worst_mean, max(values) / mean)
+        above += max(values) > math.ceil(bound)
+    return {
+        "bound_max": worst if moments else None,
+        "bound_above": above / moments if moments else None,
+        "mean_max": worst_mean if moments else None,
+    }
+
+
+def _med(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    got = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(got) if got else None
+
+
+def _cell(rows: Sequence[dict[str, Any]], key: str, digits: int = 2, pct: bool = False) -> str:
+    got = [r[key] for r in rows if r.get(key) is not None]
+    if not got:
+        return "-"
+
+    def fmt(value: float) -> str:
+        return f"{value:.{digits}%}" if pct else f"{value:.{digits}f}"
+
+    mid = fmt(statistics.median(got))
+    return mid if len(got) == 1 else f"{mid} ({fmt(min(got))}-{fmt(max(got))})"
+
+
+def tables(scenario: Scenario, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per system: hit rate, TTFT, goodput, failures, the load bound; ratios to Zeta on
+    load alone."""
+    extra = scenario.extra
+    chat = scenario.chat
+    assert chat is not None
+    lines = [
+        f"Trace: conversations of {chat.turns_expected:.1f} turns on average (at most "
+        f"{chat.turns_max}), {chat.think_mean:g} model s between turns; "
+        f"{chat.system_prompts} system prompts of {chat.system_min}-{chat.system_max} "
+        "tokens"
+        + (f", prompt 0 opening {chat.hot_share:.0%} of them" if chat.hot_share else "")
+        + f"; questions of {chat.user_median} tokens and answers of {chat.output_median} "
+        f"(medians); {chat.session_share:.0%} of conversations send `x-session-id`. "
+        f"Mean prompt {extra.get('mean_prompt')} tokens, of which system prompt "
+        f"{extra.get('mean_system')} and new to the turn {extra.get('mean_new')}; "
+        f"{extra.get('follow_ups')} of requests are follow-up turns. Load "
+        f"{scenario.base_load:.0%} of {extra.get('capacity_rps')} req/s, the capacity "
+        "with the system prompts cached (with no cache at all "
+        f"{extra.get('capacity_no_cache')} req/s, with a perfect one "
+        f"{extra.get('capacity_perfect_cache')}).",
+        "",
+    ]
+    head = ["system", "hit rate", "hit rate / zeta", "TTFT mean s", "mean / zeta",
+            "TTFT p99 s", "p99 / zeta", "goodput/s", "429", "failed",
+            "busiest pod / bound", "moments above bound", "per-pod share (seed 1)"]  # fmt: skip
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = [r for r in rows if r["system"] == "zeta"]
+
+    def ratio(mine: Sequence[dict[str, Any]], key: str) -> str:
+        ours, theirs = _med(mine, key), _med(base, key)
+        return "-" if ours is None or not theirs else f"{ours / theirs:.2f}x"
+
+    for system in scenario.systems:
+        mine = [r for r in rows if r["system"] == system]
+        if not mine:
+            continue
+        share = ", ".join(f"{v:.2f}" for v in mine[0]["pod_share"].values())
+        cells = [
+            system, _cell(mine, "hit_rate", 1, pct=True), ratio(mine, "hit_rate"),
+            _cell(mine, "ttft_mean"), ratio(mine, "ttft_mean"), _cell(mine, "ttft_p99"),
+            ratio(mine, "ttft_p99"), _cell(mine, "goodput", 1), _cell(mine, "shed", 0),
+            _cell(mine, "failed", 0), _cell(mine, "bound_max"),
+            _cell(mine, "bound_above", 1, pct=True), share,
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _verdict(ok: bool | None) -> str:
+    return "**met**" if ok else ("**not met**" if ok is not None else "not measured")
+
+
+def verdicts(scenarios: Sequence[Scenario], summaries: Sequence[dict[str, Any]]) -> list[str]:
+    """Issue 12's acceptance points, each checked against this run."""
+
+    def rows(scenario: str, system: str) -> list[dict[str, Any]]:
+        return [r for r in summaries if r["scenario"] == scenario and r["system"] == system]
+
+    out = ["## Targets (issue 12), checked against this run", ""]
+    aff, alone = rows("affinity", "zeta-affinity"), rows("affinity", "zeta")
+    if not aff:
+        return [*out, "Zeta with affinity did not run in `affinity`: nothing to check.", ""]
+    hit, hit_lo = _med(aff, "hit_rate"), _med(alone, "hit_rate")
+    if hit is not None and hit_lo:
+        out.append(
+            f"- prefix-cache hit rate at least 2x load-only routing's: {hit:.1%} against "
+            f"{hit_lo:.1%} ({hit / hit_lo:.2f}x) -> {_verdict(hit >= 2 * hit_lo)}."
+        )
+    mean, mean_lo = _med(aff, "ttft_mean"), _med(alone, "ttft_mean")
+    if mean is not None and mean_lo:
+        out.append(
+            f"- mean TTFT at least 30 % lower than load-only: {mean:.3f} s against "
+            f"{mean_lo:.3f} s ({1 - mean / mean_lo:.0%} lower) -> "
+            f"{_verdict(mean <= 0.7 * mean_lo)}."
+        )
+    p99, p99_lo = _med(aff, "ttft_p99"), _med(alone, "ttft_p99")
+    if p99 is not None and p99_lo:
+        out.append(
+            f"- p99 TTFT no worse than load-only: {p99:.3f} s against {p99_lo:.3f} s -> "
+            f"{_verdict(p99 <= p99_lo)}."
+        )
+    x3 = _med(rows("affinity-x3", "zeta-affinity"), "hit_rate")
+    if x3 is not None and hit:
+        off = abs(x3 - hit) / hit
+        out.append(
+            f"- with 3 gateway replicas a hit rate within 10 % of one replica's: {x3:.1%} "
+            f"against {hit:.1%} ({off:.0%} apart) -> {_verdict(off <= 0.1)}."
+        )
+    hot = rows("affinity-hot", "zeta-affinity")
+    worst = max((r["bound_max"] for r in hot if r.get("bound_max") is not None), default=None)
+    above = max((r["bound_above"] for r in hot if r.get("bound_above") is not None), default=None)
+    if worst is not None and above is not None:
+        out.append(
+            f"- hot prefix (one system prompt in 80 % of conversations): no pod pinned above "
+            f"its bound: the busiest pod's load at most {worst:.2f}x its bound "
+            f"(1 + {LOAD_BOUND:g}) x mean; a pod above ceil(bound) in {above:.1%} of the "
+            f"busy moments -> {_verdict(worst <= 1.0 or above <= 0.05)}."
+        )
+    return [*out, ""]
+
+
+ANALYSIS = (
+    "## What the run shows, and why",
+    "",
+    "To be written from the final run.",
+)
