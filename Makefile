@@ -53,10 +53,12 @@ bench: setup bench-routing  ## every benchmark; each writes its table to bench/r
 	$(BIN)/python bench/reconcile_weights.py
 	$(BIN)/python bench/proxy_overhead.py
 	$(BIN)/python bench/complexity.py
+	$(BIN)/python bench/affinity_index.py
 
-bench-routing: setup  ## Zeta vs round robin, least-request, argmin, peers; traffic classes (about 32 min)
+bench-routing: setup  ## Zeta vs round robin, least-request, argmin, peers; traffic classes; cache-aware routing (about 45 min)
 	$(BIN)/python bench/routing/run.py
 	$(BIN)/python bench/routing/run.py --suite classes
+	$(BIN)/python bench/routing/run.py --suite affinity
 
 crd: $(STAMP)  ## regenerate the CRD from the zeta_api types (a test checks it is current)
 	$(BIN)/python -m zeta_api.crd > manifests/crds/zetarouters.zeta.dev.yaml

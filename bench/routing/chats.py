@@ -223,3 +223,16 @@ def shape(requests: Sequence[ChatRequest]) -> dict[str, float]:
         "output": sum(r.max_tokens for r in requests) / n,
         "follow_ups": sum(1 for r in requests if r.turn) / n,
     }
+
+
+def ceiling(requests: Sequence[ChatRequest]) -> float:
+    """The hit rate of a perfect cache-aware router on this trace, with unbounded caches:
+    each turn finds the previous sent turn's prompt of its conversation cached (the
+    sim caches prompts, not answers), a first sent turn its system prompt."""
+    seen: dict[int, int] = {}
+    hit = total = 0
+    for r in sorted(requests, key=lambda r: r.at):
+        total += r.prompt_tokens
+        hit += seen.get(r.conversation, r.system_tokens)
+        seen[r.conversation] = r.prompt_tokens
+    return hit / total if total else 0.0

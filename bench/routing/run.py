@@ -285,11 +285,13 @@ def estimate_capacity(scenario: Scenario, seed: int = 1) -> float:
 def make_trace(scenario: Scenario, seed: int) -> list[Any]:
     capacity = estimate_capacity(scenario, seed)
     if scenario.chat is not None:
-        return chats.generate(
+        turns = chats.generate(
             seed, duration=scenario.duration, rate=lambda t: scenario.load_at(t) * capacity,
             model=scenario.model, chat=scenario.chat, peak_rate=scenario.peak_load * capacity,
             time_scale=scenario.time_scale,
         )  # fmt: skip
+        scenario.extra["hit_ceiling"] = f"{chats.ceiling(turns):.3f}"
+        return turns
     requests = trace.generate(
         seed,
         duration=scenario.duration,
@@ -414,7 +416,7 @@ def summarise(
     if scenario.classes:
         row.update(classes.breakdown(records, scenario))
     if scenario.chat is not None:
-        row.update(affinity.bound_figures(info.get("samples", []), pods))
+        row.update(affinity.bound_figures(info.get("samples", []), pods, scenario.time_scale))
     return row
 
 
