@@ -17,13 +17,12 @@ turn asked for (``max_tokens``), since the systems' pods answer alike in length.
 from __future__ import annotations
 
 import functools
-import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from routing.trace import CHARS_PER_TOKEN
+from routing.trace import CHARS_PER_TOKEN, lognormal, words
 
 SESSION_HEADER = "x-session-id"
 """The CRD's default ``sessionHeader``: clients that name their conversation send it."""
@@ -130,20 +129,9 @@ class ChatRequest:
 @functools.lru_cache(maxsize=8192)
 def _text(seed: str, tokens: int) -> str:
     """``tokens`` tokens of filler words, the same for the same seed."""
-    rng = random.Random(seed)
     want = tokens * CHARS_PER_TOKEN
-    words: list[str] = []
-    size = 0
-    while size < want:
-        word = rng.choice(_WORDS)
-        words.append(word)
-        size += len(word) + 1
     # The first word names the seed, so two texts of the same length differ at once.
-    return (seed + " " + " ".join(words))[:want]
-
-
-def _lognormal(rng: random.Random, median: float, sigma: float, lo: int, hi: int) -> int:
-    return max(lo, min(hi, round(median * math.exp(rng.gauss(0.0, sigma)))))
+    return (seed + " " + words(random.Random(seed), _WORDS, want))[:want]
 
 
 def generate(
@@ -185,8 +173,8 @@ def generate(
         at = t
         history: list[tuple[int, int]] = []
         for turn in range(turns):
-            question = _lognormal(rng, chat.user_median, 0.7, 8, 2000)
-            answer = _lognormal(rng, chat.output_median, 0.6, 16, chat.output_max)
+            question = lognormal(rng, chat.user_median, 0.7, 8, 2000)
+            answer = lognormal(rng, chat.output_median, 0.6, 16, chat.output_max)
             if 0 <= at < duration:
                 out.append((at, conversation, turn, system, question, tuple(history),
                             answer, session))  # fmt: skip
