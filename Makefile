@@ -53,10 +53,12 @@ bench: setup bench-routing bench-streams  ## every benchmark; each writes its ta
 	$(BIN)/python bench/reconcile_weights.py
 	$(BIN)/python bench/proxy_overhead.py
 	$(BIN)/python bench/complexity.py
+	$(BIN)/python bench/affinity_index.py
 
-bench-routing: setup  ## Zeta vs round robin, least-request, argmin, peers; traffic classes (about 32 min)
+bench-routing: setup  ## Zeta vs round robin, least-request, argmin, peers; traffic classes; cache-aware routing (about 45 min)
 	$(BIN)/python bench/routing/run.py
 	$(BIN)/python bench/routing/run.py --suite classes
+	$(BIN)/python bench/routing/run.py --suite affinity
 
 bench-streams: setup  ## 2,000 open SSE streams through the sidecar and vllm-router: RSS and CPU per stream (about 3 min)
 	$(BIN)/python bench/open_streams.py

@@ -14,7 +14,7 @@ from typing import Any
 
 from peers import code_line, machine
 
-from routing import classes, trace
+from routing import affinity, classes, trace
 from routing.scenarios import Scenario
 from routing.systems import SYSTEMS
 
@@ -31,7 +31,11 @@ except ImportError:  # optional: without it the report has tables and no plots
 REPORT_PATH = Path(__file__).resolve().parents[1] / "results" / "routing.md"
 SUITE = "routing"
 """Which suite the report is of (``run.py --suite``): its title and hand-written analysis."""
-TITLES = {"routing": "Routing benchmark", "classes": "Traffic classes benchmark"}
+TITLES = {
+    "routing": "Routing benchmark",
+    "classes": "Traffic classes benchmark",
+    "affinity": "Cache-aware routing benchmark",
+}
 
 METRICS = (
     ("ttft_p50", "TTFT p50 s"),
@@ -341,7 +345,9 @@ def _cdf(scenario: Scenario, records_dir: Path, out: Path) -> str | None:
     return name if drawn else None
 
 
-def _zeta_over_time(scenario: Scenario, info: dict[str, Any], out: Path) -> str:
+def _zeta_over_time(
+    scenario: Scenario, info: dict[str, Any], out: Path, system: str = "zeta"
+) -> str:
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     scale = scenario.time_scale
     by_pod: dict[str, list[dict[str, Any]]] = {}
@@ -372,9 +378,9 @@ def _zeta_over_time(scenario: Scenario, info: dict[str, Any], out: Path) -> str:
         for e in scenario.events:
             ax.axvline(e.at * scale, color="red", ls=":", lw=1)
     axes[1].legend(fontsize=6, ncol=4)
-    fig.suptitle(f"{scenario.name}: Zeta, per pod (incident shaded, events dotted)")
+    fig.suptitle(f"{scenario.name}: {system}, per pod (incident shaded, events dotted)")
     fig.tight_layout()
-    name = f"zeta-{scenario.name}.png"
+    name = f"{system}-{scenario.name}.png"
     fig.savefig(out / name, dpi=80)
     plt.close(fig)
     return name
@@ -392,9 +398,10 @@ def plots(
         name = _cdf(scenario, records, out)
         if name:
             written.append(name)
-        info = runs_info.get(f"{scenario.name}.zeta.1")
-        if info:
-            written.append(_zeta_over_time(scenario, info, out))
+        for system in scenario.systems:
+            info = runs_info.get(f"{scenario.name}.{system}.1")
+            if info and SYSTEMS[system].kind == "zeta":
+                written.append(_zeta_over_time(scenario, info, out, system))
     return written
 
 
@@ -478,12 +485,15 @@ def write(
             ]
         if scenario.classes:
             lines += classes.tables(scenario, rows)
+        if scenario.chat is not None:
+            lines += affinity.tables(scenario, rows)
         shares = [
             f"{r['system']}: " + ", ".join(f"{v:.2f}" for v in r["pod_share"].values())
             for r in rows
             if r["seed"] == seeds[0]
         ]
-        lines += ["Share of requests per pod (seed 1, pods in order, pod 0 slowed): "
+        slowed = ", pod 0 slowed" if scenario.events else ""
+        lines += [f"Share of requests per pod (seed 1, pods in order{slowed}): "
                   + "; ".join(shares), ""]  # fmt: skip
     if failures:
         lines += [
@@ -497,6 +507,9 @@ def write(
     if SUITE == "classes":
         lines += classes.verdicts(scenarios, summaries)
         lines += [*classes.ANALYSIS, ""]
+    elif SUITE == "affinity":
+        lines += affinity.verdicts(scenarios, summaries)
+        lines += [*affinity.ANALYSIS, ""]
     else:
         lines += verdicts(scenarios, summaries)
         lines += [*ANALYSIS, ""]

@@ -70,6 +70,14 @@ def per_pod_share(samples: Sequence[dict[str, Any]], pods: Sequence[Pod]) -> dic
     return {name: round(n / total, 3) for name, n in got.items()}
 
 
+def hit_rate(cache: dict[str, list[int]]) -> float | None:
+    """Prompt tokens found in the pods' prefix caches over those looked up, from each
+    pod's [queries, hits] counted over the run; None when nothing was looked up (caching
+    off)."""
+    queries = sum(q for q, _ in cache.values())
+    return sum(h for _, h in cache.values()) / queries if queries else None
+
+
 def herding(samples: Sequence[dict[str, Any]], pods: Sequence[Pod]) -> float | None:
     """Mean, over the sampling windows (0.5 s) in which at least 4 requests arrived, of
     the busiest pod's share of that window's requests, times the number of pods: 1.0
@@ -118,6 +126,7 @@ def summarise(
         "shed": shed,
         "failed": failed,
         "timeouts": sum(1 for r in records if r.error == "timeout"),
+        "ttft_mean": sum(ttft) / len(ttft) if ttft else None,
         "ttft_p50": pct(ttft, 0.50),
         "ttft_p95": pct(ttft, 0.95),
         "ttft_p99": pct(ttft, 0.99),
@@ -131,6 +140,7 @@ def summarise(
         "late_p99": pct([r.late for r in records], 0.99),
         "pod_share": per_pod_share(info.get("samples", []), pods),
         "herding": herding(info.get("samples", []), pods),
+        "hit_rate": hit_rate(info.get("cache", {})),
         "wall": info.get("wall"),
         "router_cpu_ms": (
             1000 * info["router_cpu"] / len(records) if "router_cpu" in info and records else None

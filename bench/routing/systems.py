@@ -58,7 +58,12 @@ class System:
     """nginx-rr | nginx-random | sidecar-static | static-complexity | argmin | zeta | vllm-router"""
     policy: str = ""
     description: str = ""
+    affinity: tuple[tuple[str, Any], ...] = ()
+    """Zeta: the ZetaRouter's ``spec.balancing.affinity`` (wire names), none if empty."""
 
+
+AFFINITY: tuple[tuple[str, Any], ...] = (("prefix", True), ("session", True))
+"""What ``zeta-affinity`` declares: both kinds on, every other field the CRD's default."""
 
 SYSTEMS: dict[str, System] = {
     s.name: s
@@ -74,6 +79,10 @@ SYSTEMS: dict[str, System] = {
                description="tier by request difficulty, no load (weighted random in a tier, "
                            "no spillover)"),
         System("zeta", "zeta", description="zeta-operator + zeta-sidecar, default policy"),
+        System("zeta-affinity", "zeta",
+               description="Zeta with prefix and session affinity (`spec.balancing.affinity`, "
+                           "the CRD's defaults otherwise)",
+               affinity=AFFINITY),
         System("vllm-router-rr", "vllm-router", "round_robin",
                "vllm-router round_robin (nginx's policy: only on request, `--systems`)"),
         System("vllm-router-p2", "vllm-router", "power_of_two", "vllm-router power_of_two"),
@@ -126,6 +135,9 @@ def _nginx(procs: peers.Processes, workdir: Path, pods: Sequence[Pod], replicas:
             proxy_set_header Connection "";
             proxy_buffering off;
             proxy_read_timeout 300s;
+            # Conversations re-send their history: keep bodies in memory, since the
+            # workers (user nobody) cannot write the root-owned work folder.
+            client_body_buffer_size 1m;
         }}
     }}"""
         )

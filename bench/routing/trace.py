@@ -115,13 +115,7 @@ class TraceRequest:
         cue = {"easy": EASY, "medium": MEDIUM, "hard": HARD}.get(self.klass, "")
         prefix = _SYSTEM_PREFIXES[self.prefix]
         want = max(8, self.prompt_tokens * CHARS_PER_TOKEN - len(cue) - len(prefix))
-        words: list[str] = []
-        size = 0
-        while size < want:
-            word = rng.choice(_FILLER)
-            words.append(word)
-            size += len(word) + 1
-        filler = " ".join(words)[:want]
+        filler = words(rng, _FILLER, want)[:want]
         messages: list[dict[str, str]] = [{"role": "system", "content": prefix}]
         # Earlier turns are short: the depth signal, not their length, is what counts.
         for turn in range(self.depth - 2):
@@ -152,7 +146,18 @@ class Mix:
     """(tenant, share) named in the tenant header, '' for no tenant; none sends none."""
 
 
-def _lognormal(rng: random.Random, median: float, sigma: float, lo: int, hi: int) -> int:
+def words(rng: random.Random, vocabulary: Sequence[str], chars: int) -> str:
+    """Words drawn from ``vocabulary``, joined by spaces, until at least ``chars`` long."""
+    drawn: list[str] = []
+    size = 0
+    while size < chars:
+        word = rng.choice(vocabulary)
+        drawn.append(word)
+        size += len(word) + 1
+    return " ".join(drawn)
+
+
+def lognormal(rng: random.Random, median: float, sigma: float, lo: int, hi: int) -> int:
     return max(lo, min(hi, round(median * math.exp(rng.gauss(0.0, sigma)))))
 
 
@@ -163,13 +168,13 @@ def class_shape(klass: str, rng: random.Random, mix: Mix) -> tuple[int, int, int
     it (easy -> tier 1, medium -> tier 2, hard -> tier 3), checked in ``tier_check``.
     """
     if klass == "easy":
-        return _lognormal(rng, 80, 0.5, 20, 200), _lognormal(rng, 60, 0.5, 16, 128), 2
+        return lognormal(rng, 80, 0.5, 20, 200), lognormal(rng, 60, 0.5, 16, 128), 2
     if klass == "medium":
-        return _lognormal(rng, 250, 0.3, 150, 400), _lognormal(rng, 160, 0.3, 100, 256), 2
+        return lognormal(rng, 250, 0.3, 150, 400), lognormal(rng, 160, 0.3, 100, 256), 2
     if klass == "hard":
-        return _lognormal(rng, 1100, 0.1, 1000, 1400), _lognormal(rng, 320, 0.2, 256, 512), 14
-    prompt = _lognormal(rng, mix.prompt_median, 0.6, 16, 2000)
-    return prompt, _lognormal(rng, mix.output_median, 0.6, 8, mix.output_max), 2
+        return lognormal(rng, 1100, 0.1, 1000, 1400), lognormal(rng, 320, 0.2, 256, 512), 14
+    prompt = lognormal(rng, mix.prompt_median, 0.6, 16, 2000)
+    return prompt, lognormal(rng, mix.output_median, 0.6, 8, mix.output_max), 2
 
 
 def _draw(rng: random.Random, shares: Sequence[tuple[str, float]]) -> str:

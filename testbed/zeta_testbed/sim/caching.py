@@ -136,6 +136,14 @@ class PrefixCache:
                 free[block] = None
         return shared * self.block_size
 
+    def reset(self) -> bool:
+        """Forget every free block, as vLLM's ``reset_prefix_cache`` does; refused (False)
+        while running sequences hold blocks. The counters keep counting, as vLLM's do."""
+        if self._held:
+            return False
+        self._free.clear()
+        return True
+
     def trim(self, held_tokens: int) -> None:
         """Evict free blocks, least recently used first, until they fit beside
         ``held_tokens``, the tokens running sequences hold."""

@@ -304,6 +304,11 @@ class Engine:
         """Tokens per prefix-cache block, or None with prefix caching off."""
         return None if self._cache is None else self._cache.block_size
 
+    def reset_prefix_cache(self) -> bool:
+        """Empty the prefix cache; False while sequences run (nothing is dropped then),
+        True with caching off (there is nothing to empty)."""
+        return self._cache is None or self._cache.reset()
+
     def stats(self) -> EngineStats:
         """Snapshot the gauges and counters."""
         cache = self._cache

@@ -8,6 +8,8 @@ Routes:
 - ``GET /v1/models``, ``GET /health``, ``GET /metrics``.
 - ``GET|POST|DELETE /admin/faults`` (see ``faults``) and ``GET /admin/stats`` (request
   outcomes, the engine's gauges, and the prefix cache's queries and hits in tokens).
+- ``POST /reset_prefix_cache``: vLLM's (dev-mode) route, so a benchmark can start each
+  system on cold caches; 409 while sequences run.
 
 A generation request goes: parse (400/404) -> fault decision (reset, 500, hang) ->
 engine -> response. A client that disconnects cancels its handler (the runner is built
@@ -383,6 +385,17 @@ async def _stats(request: web.Request) -> web.Response:
     return json_response(request.app[STATE].stats_json())
 
 
+async def _reset_prefix_cache(request: web.Request) -> web.Response:
+    if request.app[STATE].engine.reset_prefix_cache():
+        return web.Response(status=200)
+    return error_response(
+        409,
+        "Sequences are running: the prefix cache was not reset.",
+        kind="invalid_request_error",
+        code="cache_in_use",
+    )
+
+
 def create_app(
     config: SimConfig, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
 ) -> web.Application:
@@ -424,6 +437,7 @@ def create_app(
     app.router.add_post("/admin/faults", _post_faults)
     app.router.add_delete("/admin/faults", _delete_faults)
     app.router.add_get("/admin/stats", _stats)
+    app.router.add_post("/reset_prefix_cache", _reset_prefix_cache)
     app.cleanup_ctx.append(_engine_lifetime)
     app.on_shutdown.append(_abort_in_flight)
     return app

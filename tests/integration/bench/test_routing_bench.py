@@ -1,9 +1,10 @@
-"""The routing benchmark's short form runs end to end and writes its report.
+"""The routing benchmark's short forms run end to end and write their reports.
 
-One scenario (tier, 2 pods), three systems (round robin through nginx, the sidecar with
-static weights, Zeta with the operator), one seed, a 10-second trace: the runner, the
-systems, the load generator and the report cannot rot. No figure is asserted: the
-benchmark reports, it does not judge.
+The routing suite: one scenario (tier, 2 pods), three systems (round robin through nginx,
+the sidecar with static weights, Zeta with the operator), one seed, a 10-second trace: the
+runner, the systems, the load generator and the report cannot rot; likewise the classes
+and affinity suites, and the affinity index's memory benchmark. No latency is asserted:
+the benchmark reports, it does not judge.
 """
 
 from __future__ import annotations
@@ -59,3 +60,37 @@ def test_classes_short_form_writes_its_report(tmp_path: Path) -> None:
     assert {r["tenant"] for r in sent} == {"", "batch", "app"}
     summary = json.loads((out / "summary.json").read_text())
     assert all("by_class" in row and "by_tenant" in row for row in summary)
+
+
+def test_affinity_short_form_writes_its_report(tmp_path: Path) -> None:
+    # Cache-aware routing (issue 12): conversations over pods with prefix caching on.
+    out, records, report = tmp_path / "out", tmp_path / "records", tmp_path / "affinity.md"
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), "--suite", "affinity", "--short", "--out", str(out),
+         "--records", str(records), "--report", str(report)],
+        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert "## Targets (issue 12)" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert {row["system"] for row in summary} == {"round-robin", "zeta-affinity"}
+    for row in summary:
+        # The pods' caches were on and emptied before each run: a hit rate, below 1.
+        assert 0 < row["hit_rate"] < 1
+        assert row["failed"] == 0
+    sent = [json.loads(line) for line in (records / "affinity.zeta-affinity.1.jsonl").open()]
+    assert all(r["ttft"] is not None for r in sent)  # every turn streams
+    info = json.loads((records / "affinity.zeta-affinity.1.info.json").read_text())
+    assert any(key.endswith("/hit") for key in info["decisions"])  # affinity decided
+
+
+def test_affinity_index_short_form_stays_within_its_bound(tmp_path: Path) -> None:
+    report = tmp_path / "affinity_index.md"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "affinity_index.py"), "--requests", "3000",
+         "--index-entries", "1000", "--out", str(report)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Within the bound: **yes**" in report.read_text()

@@ -351,3 +351,24 @@ class TestOverHttp:
         await asyncio.gather(*(chat(http, sim, f"question {i}") for i in range(4)))
         engine = sim.state.engine.stats()
         assert engine.prefix_cache_queries_total == engine.prompt_tokens_total
+
+    async def test_reset_empties_the_cache_once_nothing_runs(self, virtual_sim, http):
+        # vLLM's /reset_prefix_cache: a benchmark starts each system on cold caches.
+        sim = await virtual_sim()
+        await chat(http, sim, "the same question twice")
+        async with http.post(f"{sim.url}/reset_prefix_cache") as response:
+            assert response.status == 200
+        await chat(http, sim, "the same question twice")
+        assert sim.state.stats_json()["prefix_cache_hits"] == 0
+
+
+class TestReset:
+    def test_a_reset_is_refused_while_blocks_are_held(self):
+        cache = PrefixCache(block_size=BLOCK, capacity_tokens=100 * BLOCK)
+        blocks = block_hashes(text("a", "b"), BLOCK)
+        cache.acquire(blocks, 2 * BLOCK)
+        assert cache.reset() is False
+        assert cache.cached_blocks == 2
+        cache.release(blocks)
+        assert cache.reset() is True
+        assert cache.cached_blocks == 0
