@@ -49,6 +49,7 @@ RESULTS = ROOT / "bench" / "results" / "proxy_overhead.md"
 PEERS = Path.home() / ".cache" / "zeta-router" / "peers"
 VLLM_ROUTER_VENV = PEERS / "vllm-router"
 PROXY_CPU = "1"
+PURE_NAME = "zeta-sidecar (pure Python)"
 LOAD_CPU = "0"
 
 CHAT_BODY = json.dumps(
@@ -334,7 +335,7 @@ def _median_row(name: str, results: list[tuple[WrkResult, WrkResult, tuple[float
     return Row(name, lat, load, (med([r[2][0] for r in results]), med([r[2][1] for r in results])))
 
 
-def run(seconds: int, connections: int, rounds: int) -> str:  # one linear script
+def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  # one linear script
     ensure_tools()
     workdir = Path(tempfile.mkdtemp(prefix="zeta-proxy-bench-"))
     procs = Processes(workdir)
@@ -392,6 +393,8 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
         )
         sidecar = procs.start("proxy-zeta-sidecar", argv, PROXY_CPU)
         wait_http(f"http://127.0.0.1:{ports['admin']}/readyz", sidecar)
+        form = sidecar_form()
+        pure_port = start_pure_sidecar(procs, table) if form.startswith("compiled") else 0
 
         router_bin = VLLM_ROUTER_VENV / "bin" / "vllm-router"
         router_note = ""
@@ -449,6 +452,15 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
                 "bench-sse",
             ),
         ]
+        if pure_port:
+            targets.append(
+                (
+                    PURE_NAME,
+                    f"http://127.0.0.1:{pure_port}/v1/chat/completions",
+                    f"http://127.0.0.1:{pure_port}/v1/chat/completions",
+                    "bench-sse",
+                )
+            )
         if not router_note:
             targets.append(
                 (
@@ -472,10 +484,34 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
         rows = [_median_row(name, results) for name, results in runs.items()]
     finally:
         procs.stop_all()
+    per_round = {name: [r[1].rps for r in results] for name, results in runs.items()}
     return report(
         rows, seconds=seconds, connections=connections, rounds=rounds, uvloop=uvloop,
-        note=router_note,
+        note=router_note, form=form, per_round=per_round,
     )  # fmt: skip
+
+
+def start_pure_sidecar(procs: Processes, table: Path) -> int:
+    """A second sidecar forced to pure Python; its port. The compiled form against its
+    own source in the same run (issue 11), loaded in turn like every other target."""
+    port, admin_port = free_port(), free_port()
+    argv = sidecar_argv(
+        ("--table-file", str(table)), port=port, admin_port=admin_port,
+        extra=("--log-level", "WARNING"),
+    )  # fmt: skip
+    pure = procs.start("proxy-zeta-sidecar-pure", argv, PROXY_CPU, env={"ZETA_PURE_PYTHON": "1"})
+    wait_http(f"http://127.0.0.1:{admin_port}/readyz", pure)
+    return port
+
+
+def sidecar_form() -> str:
+    """What ``zeta-sidecar --version`` says of the form that runs, e.g. ``compiled
+    (mypyc): 16 modules`` or ``pure Python``."""
+    out = subprocess.run(
+        [*sidecar_argv((), port=0, admin_port=0)[:1], "--version"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return out.strip().partition(", ")[2] or "unknown"
 
 
 def _has_uvloop() -> bool:
@@ -488,7 +524,15 @@ def _row(*cells: str) -> str:
 
 
 def report(
-    rows: list[Row], *, seconds: int, connections: int, rounds: int, uvloop: str, note: str
+    rows: list[Row],
+    *,
+    seconds: int,
+    connections: int,
+    rounds: int,
+    uvloop: str,
+    note: str,
+    form: str,
+    per_round: dict[str, list[float]],
 ) -> str:
     direct = rows[0]
     by_name = {r.name: r for r in rows}
@@ -504,7 +548,9 @@ def report(
         f"connection, throughput with {connections} connections, {seconds} s each; "
         f"{rounds} rounds over all targets in turn, medians reported. "
         "zeta-sidecar with its full routing path (parse, model rewrite, weighted P2C, retry "
-        f"budget, metrics); uvloop: {uvloop}.",
+        f"budget, metrics); uvloop: {uvloop}; form: {form}"
+        + (f", and the same forced to pure Python ({PURE_NAME!r})." if PURE_NAME in by_name
+           else "."),
         "",
         _row("path", "added p50", "added p99", "req/s on 1 core", "streaming TTFB p50 (added)",
              "TTFB p99 (added)", "errors"),
@@ -545,7 +591,25 @@ def report(
             ratios(peer),
             ratios(by_name["nginx"]),
             "",
-            "Aim (issue 4): req/s per core >= 0.75x vllm-router's; added p50 and streaming "
+            "Requests per second on 1 core, each round (a round loads every target in turn):",
+            "",
+            _row("path", *(f"round {i + 1}" for i in range(rounds)), "spread (max/min)"),
+            _row(*["---"] * (rounds + 2)),
+        ]
+        for name, values in per_round.items():
+            if name != direct.name:
+                lines.append(_row(name, *(f"{v:,.0f}" for v in values),
+                                  f"{max(values) / min(values):.2f}x"))  # fmt: skip
+        for name in ("zeta-sidecar", PURE_NAME):
+            if name in per_round:
+                each = ", ".join(
+                    f"{a / b:.2f}x" for a, b in zip(per_round[name], per_round[peer.name],
+                                                    strict=True)
+                )  # fmt: skip
+                lines.append(f"\n{name} / {peer.name}, req/s per round: {each}.")
+        lines += [
+            "",
+            "Aim (issue 11): req/s per core >= 1.00x vllm-router's; added p50 and streaming "
             "first-byte time <= vllm-router's (ratio <= 1.00x).",
         ]
     if note:
