@@ -7,6 +7,7 @@ All metadata lives in ``pyproject.toml``; this file only adds the C extensions. 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -72,13 +73,24 @@ def compiled_extensions() -> list[Extension]:
 
 
 class BuildExt(build_ext):
-    """setuptools' ``build_ext``, which also dates the extensions an editable install
-    copies beside their sources as built now.
+    """setuptools' ``build_ext``, which also keeps a failed build pure Python as a whole
+    and dates the extensions an editable install copies beside their sources as built now.
 
-    Without it, an unchanged extension keeps the date it was first built at (mypyc skips
+    Without the dating, an unchanged extension keeps the date it was first built at (mypyc skips
     identical copies), and the tests' check for compiled modules older than their source
     (``tests/conftest.py``) would fire after a mere ``touch`` and a rebuild.
     """
+
+    def build_extensions(self) -> None:
+        super().build_extensions()
+        # Each module's extension is a stub that loads mypyc's shared library: without that
+        # library they would fail to import instead of leaving Python to their source.
+        shared = [e for e in self.extensions if e.name.endswith("__mypyc")]
+        if shared and not os.path.exists(self.get_ext_fullpath(shared[0].name)):
+            _log("mypyc's shared library did not build: pure Python")
+            for extension in self.extensions:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.get_ext_fullpath(extension.name))
 
     def copy_extensions_to_source(self) -> None:
         super().copy_extensions_to_source()

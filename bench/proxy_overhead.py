@@ -394,7 +394,8 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  #
         sidecar = procs.start("proxy-zeta-sidecar", argv, PROXY_CPU)
         wait_http(f"http://127.0.0.1:{ports['admin']}/readyz", sidecar)
         form = sidecar_form()
-        pure_port = start_pure_sidecar(procs, table) if form.startswith("compiled") else 0
+        pure = start_pure_sidecar(procs, table) if form.startswith("compiled") else None
+        pure_port = pure[0] if pure else 0
 
         router_bin = VLLM_ROUTER_VENV / "bin" / "vllm-router"
         router_note = ""
@@ -470,6 +471,13 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  #
                     "bench-served",
                 )
             )
+        pids = {
+            "zeta-sidecar": sidecar.process.pid,
+            "vllm-router (round_robin)": vrouter.process.pid,
+        }
+        if pure:
+            pids[PURE_NAME] = pure[1]
+        cpu_us: dict[str, list[float]] = {}
         for _, url, _, _ in targets:
             wrk(url, script, connections=connections, seconds=1)  # warm-up: pools, caches
         # Rounds, each target in turn: noise from other work on this shared machine then
@@ -479,7 +487,11 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  #
             for name, url, sse_url, sse_model in targets:
                 log(f"round {round_ + 1}/{rounds}: {name}")
                 latency = wrk(url, script, connections=1, seconds=seconds)
+                before = cpu_seconds(pids[name]) if name in pids else 0.0
                 load = wrk(url, script, connections=connections, seconds=seconds)
+                if name in pids:  # the proxy's CPU per request, whatever else shares its core
+                    used = cpu_seconds(pids[name]) - before
+                    cpu_us.setdefault(name, []).append(used / (load.rps * seconds) * 1e6)
                 runs.setdefault(name, []).append((latency, load, ttfb(sse_url, sse_model, 200)))
         rows = [_median_row(name, results) for name, results in runs.items()]
     finally:
@@ -487,13 +499,19 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  #
     per_round = {name: [r[1].rps for r in results] for name, results in runs.items()}
     return report(
         rows, seconds=seconds, connections=connections, rounds=rounds, uvloop=uvloop,
-        note=router_note, form=form, per_round=per_round,
+        note=router_note, form=form, per_round=per_round, cpu_us=cpu_us,
     )  # fmt: skip
 
 
-def start_pure_sidecar(procs: Processes, table: Path) -> int:
-    """A second sidecar forced to pure Python; its port. The compiled form against its
-    own source in the same run (issue 11), loaded in turn like every other target."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_pure_sidecar(procs: Processes, table: Path) -> tuple[int, int]:
+    """A second sidecar forced to pure Python; its port and PID. The compiled form against
+    its own source in the same run (issue 11), loaded in turn like every other target."""
     port, admin_port = free_port(), free_port()
     argv = sidecar_argv(
         ("--table-file", str(table)), port=port, admin_port=admin_port,
@@ -501,7 +519,7 @@ def start_pure_sidecar(procs: Processes, table: Path) -> int:
     )  # fmt: skip
     pure = procs.start("proxy-zeta-sidecar-pure", argv, PROXY_CPU, env={"ZETA_PURE_PYTHON": "1"})
     wait_http(f"http://127.0.0.1:{admin_port}/readyz", pure)
-    return port
+    return port, pure.process.pid
 
 
 def sidecar_form() -> str:
@@ -533,6 +551,7 @@ def report(
     note: str,
     form: str,
     per_round: dict[str, list[float]],
+    cpu_us: dict[str, list[float]],
 ) -> str:
     direct = rows[0]
     by_name = {r.name: r for r in rows}
@@ -600,6 +619,25 @@ def report(
             if name != direct.name:
                 lines.append(_row(name, *(f"{v:,.0f}" for v in values),
                                   f"{max(values) / min(values):.2f}x"))  # fmt: skip
+        lines += [
+            "",
+            f"CPU time of the proxy per request under wrk -c{connections} (us; all its threads; "
+            "less sensitive than req/s to other work on its core):",
+            "",
+            _row("path", *(f"round {i + 1}" for i in range(rounds)), "median"),
+            _row(*["---"] * (rounds + 2)),
+        ]
+        for name, values in cpu_us.items():
+            lines.append(_row(name, *(f"{v:.1f}" for v in values),
+                              f"{statistics.median(values):.1f}"))  # fmt: skip
+        for name in ("zeta-sidecar", PURE_NAME):
+            if name in cpu_us and peer.name in cpu_us:
+                each = ", ".join(
+                    f"{b / a:.2f}x" for a, b in zip(cpu_us[name], cpu_us[peer.name], strict=True)
+                )
+                lines.append(
+                    f"\n{name}: requests per CPU-second / {peer.name}'s, per round: {each}."
+                )
         for name in ("zeta-sidecar", PURE_NAME):
             if name in per_round:
                 each = ", ".join(
