@@ -53,6 +53,7 @@ from zeta_testbed.harness import StartError, free_port, wait_http
 from zeta_testbed.sidecar import sidecar_argv
 
 RESULTS = ROOT / "bench" / "results" / "proxy_overhead.md"
+PURE_NAME = "zeta-sidecar (pure Python)"
 
 CHAT_BODY = json.dumps(
     {
@@ -277,7 +278,7 @@ def _median_row(name: str, results: list[tuple[WrkResult, WrkResult, tuple[float
     return Row(name, lat, load, (med([r[2][0] for r in results]), med([r[2][1] for r in results])))
 
 
-def run(seconds: int, connections: int, rounds: int) -> str:  # one linear script
+def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  # one linear script
     ensure_tools()
     workdir = Path(tempfile.mkdtemp(prefix="zeta-proxy-bench-"))
     procs = Processes(workdir)
@@ -337,6 +338,9 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
         )
         sidecar = procs.start("proxy-zeta-sidecar", argv, PROXY_CPU)
         wait_http(f"http://127.0.0.1:{ports['admin']}/readyz", sidecar)
+        form = sidecar_form()
+        pure = start_pure_sidecar(procs, table) if form.startswith("compiled") else None
+        pure_port = pure[0] if pure else 0
 
         router_note = ""
         vr_sse_port = free_port()
@@ -381,6 +385,15 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
                 "bench-sse",
             ),
         ]
+        if pure_port:
+            targets.append(
+                (
+                    PURE_NAME,
+                    f"http://127.0.0.1:{pure_port}/v1/chat/completions",
+                    f"http://127.0.0.1:{pure_port}/v1/chat/completions",
+                    "bench-sse",
+                )
+            )
         if not router_note:
             targets.append(
                 (
@@ -390,6 +403,13 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
                     "bench-served",
                 )
             )
+        pids = {
+            "zeta-sidecar": sidecar.process.pid,
+            "vllm-router (round_robin)": vrouter.process.pid,
+        }
+        if pure:
+            pids[PURE_NAME] = pure[1]
+        cpu_us: dict[str, list[float]] = {}
         for _, url, _, _ in targets:
             wrk(url, script, connections=connections, seconds=1)  # warm-up: pools, caches
         # Rounds, each target in turn: noise from other work on this shared machine then
@@ -399,15 +419,49 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # one linear scrip
             for name, url, sse_url, sse_model in targets:
                 log(f"round {round_ + 1}/{rounds}: {name}")
                 latency = wrk(url, script, connections=1, seconds=seconds)
+                before = cpu_seconds(pids[name]) if name in pids else 0.0
                 load = wrk(url, script, connections=connections, seconds=seconds)
+                if name in pids:  # the proxy's CPU per request, whatever else shares its core
+                    used = cpu_seconds(pids[name]) - before
+                    cpu_us.setdefault(name, []).append(used / (load.rps * seconds) * 1e6)
                 runs.setdefault(name, []).append((latency, load, ttfb(sse_url, sse_model, 200)))
         rows = [_median_row(name, results) for name, results in runs.items()]
     finally:
         procs.stop_all()
+    per_round = {name: [r[1].rps for r in results] for name, results in runs.items()}
     return report(
         rows, seconds=seconds, connections=connections, rounds=rounds, uvloop=uvloop,
-        note=router_note,
+        note=router_note, form=form, per_round=per_round, cpu_us=cpu_us,
     )  # fmt: skip
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_pure_sidecar(procs: Processes, table: Path) -> tuple[int, int]:
+    """A second sidecar forced to pure Python; its port and PID. The compiled form against
+    its own source in the same run (issue 11), loaded in turn like every other target."""
+    port, admin_port = free_port(), free_port()
+    argv = sidecar_argv(
+        ("--table-file", str(table)), port=port, admin_port=admin_port,
+        extra=("--log-level", "WARNING"),
+    )  # fmt: skip
+    pure = procs.start("proxy-zeta-sidecar-pure", argv, PROXY_CPU, env={"ZETA_PURE_PYTHON": "1"})
+    wait_http(f"http://127.0.0.1:{admin_port}/readyz", pure)
+    return port, pure.process.pid
+
+
+def sidecar_form() -> str:
+    """What ``zeta-sidecar --version`` says of the form that runs, e.g. ``compiled
+    (mypyc): 16 modules`` or ``pure Python``."""
+    out = subprocess.run(
+        [*sidecar_argv((), port=0, admin_port=0)[:1], "--version"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return out.strip().partition(", ")[2] or "unknown"
 
 
 def _has_uvloop() -> bool:
@@ -420,7 +474,16 @@ def _row(*cells: str) -> str:
 
 
 def report(
-    rows: list[Row], *, seconds: int, connections: int, rounds: int, uvloop: str, note: str
+    rows: list[Row],
+    *,
+    seconds: int,
+    connections: int,
+    rounds: int,
+    uvloop: str,
+    note: str,
+    form: str,
+    per_round: dict[str, list[float]],
+    cpu_us: dict[str, list[float]],
 ) -> str:
     direct = rows[0]
     by_name = {r.name: r for r in rows}
@@ -436,7 +499,9 @@ def report(
         f"connection, throughput with {connections} connections, {seconds} s each; "
         f"{rounds} rounds over all targets in turn, medians reported. "
         "zeta-sidecar with its full routing path (parse, model rewrite, weighted P2C, retry "
-        f"budget, metrics); uvloop: {uvloop}.",
+        f"budget, metrics); uvloop: {uvloop}; form: {form}"
+        + (f", and the same forced to pure Python ({PURE_NAME!r})." if PURE_NAME in by_name
+           else "."),
         "",
         _row("path", "added p50", "added p99", "req/s on 1 core", "streaming TTFB p50 (added)",
              "TTFB p99 (added)", "errors"),
@@ -477,7 +542,44 @@ def report(
             ratios(peer),
             ratios(by_name["nginx"]),
             "",
-            "Aim (issue 4): req/s per core >= 0.75x vllm-router's; added p50 and streaming "
+            "Requests per second on 1 core, each round (a round loads every target in turn):",
+            "",
+            _row("path", *(f"round {i + 1}" for i in range(rounds)), "spread (max/min)"),
+            _row(*["---"] * (rounds + 2)),
+        ]
+        for name, values in per_round.items():
+            if name != direct.name:
+                lines.append(_row(name, *(f"{v:,.0f}" for v in values),
+                                  f"{max(values) / min(values):.2f}x"))  # fmt: skip
+        lines += [
+            "",
+            f"CPU time of the proxy per request under wrk -c{connections} (us; all its threads; "
+            "less sensitive than req/s to other work on its core):",
+            "",
+            _row("path", *(f"round {i + 1}" for i in range(rounds)), "median"),
+            _row(*["---"] * (rounds + 2)),
+        ]
+        for name, values in cpu_us.items():
+            lines.append(_row(name, *(f"{v:.1f}" for v in values),
+                              f"{statistics.median(values):.1f}"))  # fmt: skip
+        for name in ("zeta-sidecar", PURE_NAME):
+            if name in cpu_us and peer.name in cpu_us:
+                each = ", ".join(
+                    f"{b / a:.2f}x" for a, b in zip(cpu_us[name], cpu_us[peer.name], strict=True)
+                )
+                lines.append(
+                    f"\n{name}: requests per CPU-second / {peer.name}'s, per round: {each}."
+                )
+        for name in ("zeta-sidecar", PURE_NAME):
+            if name in per_round:
+                each = ", ".join(
+                    f"{a / b:.2f}x" for a, b in zip(per_round[name], per_round[peer.name],
+                                                    strict=True)
+                )  # fmt: skip
+                lines.append(f"\n{name} / {peer.name}, req/s per round: {each}.")
+        lines += [
+            "",
+            "Aim (issue 11): req/s per core >= 1.00x vllm-router's; added p50 and streaming "
             "first-byte time <= vllm-router's (ratio <= 1.00x).",
         ]
     if note:

@@ -23,6 +23,26 @@ SESSION_PODS = {"4b": 2, "7b": 2, "14b": 1}
 """The shape of the cluster the design benchmarks: heterogeneous, with twins to compare."""
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # An editable install builds the sidecar's compiled modules in place (setup.py); a
+    # source edited since runs its old compiled form, so the tests would judge old code.
+    package = Path(__file__).resolve().parent.parent / "sidecar" / "zeta_sidecar"
+    if os.environ.get("ZETA_PURE_PYTHON", "") not in ("", "0"):
+        return
+    stale = [
+        so.name.partition(".")[0]
+        for so in package.glob("*.so")
+        if (source := so.with_name(so.name.partition(".")[0] + ".py")).exists()
+        and source.stat().st_mtime > so.stat().st_mtime
+    ]
+    if stale:
+        pytest.exit(
+            f"compiled modules older than their source: {', '.join(sorted(stale))}; rebuild "
+            "them (make setup) or run the pure form (ZETA_PURE_PYTHON=1)",
+            returncode=4,
+        )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The folder says what a test needs: tests/unit runs anywhere, tests/integration needs
     # the testbed, tests/e2e the whole product on it; tests/hostile, tests/chaos and

@@ -37,6 +37,7 @@ State, shared across requests:
 
 I/O at the edges:
 
+- :mod:`~zeta_sidecar.pod_errors`: how an exchange with a pod fails;
 - :mod:`~zeta_sidecar.framing`: a pod's response parsed as it arrives (llhttp, limits);
 - :mod:`~zeta_sidecar.upstream`: the pods' keep-alive connections and reading answers
   within deadlines;
@@ -60,5 +61,12 @@ I/O at the edges:
 - :mod:`~zeta_sidecar.cli`: ``zeta-sidecar`` (``python -m zeta_sidecar``): parse, serve,
   drain on SIGTERM.
 
-Apart: :mod:`~zeta_sidecar.testing`, routing tables in a line for tests and benchmarks.
+Apart: :mod:`~zeta_sidecar.testing`, routing tables in a line for tests and benchmarks;
+:mod:`~zeta_sidecar.build_form`, whether the modules compiled by mypyc or their pure-Python
+source run (``ZETA_PURE_PYTHON=1`` forces the source).
 """
+
+from zeta_sidecar.build_form import apply_switch
+
+# Before any other module of the package is imported: compiled ones cannot be unloaded.
+apply_switch()

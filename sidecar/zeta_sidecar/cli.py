@@ -21,12 +21,14 @@ import logging
 import signal
 import socket
 from collections.abc import Coroutine
+from importlib import metadata
 from pathlib import Path
 
 from aiohttp import web
 
 from zeta_sidecar.admin import admin_app
 from zeta_sidecar.app import TrafficRunner, runners
+from zeta_sidecar.build_form import describe
 from zeta_sidecar.cpu_quota import default_workers
 from zeta_sidecar.fd_limits import listen_backlog, raise_fd_limit
 from zeta_sidecar.gateway import Gateway
@@ -51,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
         prog="zeta-sidecar",
         description="Zeta Router sidecar: an OpenAI-compatible proxy balancing requests "
         "over the pods of a routing table.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=_version(), help="version and form, then exit"
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--table-file", type=Path, help="routing table file (mounted ConfigMap)")
@@ -143,6 +148,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str]:
     except ValueError as exc:
         parser.error(str(exc))
     return settings, str(args.log_level)
+
+
+def _version() -> str:
+    """``zeta-sidecar VERSION, compiled (mypyc): N modules`` or ``..., pure Python``."""
+    try:
+        version = metadata.version("zeta-router")
+    except metadata.PackageNotFoundError:  # run from a source tree, not installed
+        version = "(not installed)"
+    return f"zeta-sidecar {version}, {describe()}"
 
 
 async def serve(

@@ -10,6 +10,7 @@ admission queue when it ends. The first answer that stands is handed to a
 
 from aiohttp import web
 
+from zeta_api import Timeouts
 from zeta_sidecar.affinity_keys import Keys
 from zeta_sidecar.errors import ApiError, NoHealthyPod, UpstreamFailed, UpstreamTimeout
 from zeta_sidecar.gateway import Gateway
@@ -24,7 +25,7 @@ __all__ = ["forward"]
 _RETRY_STATUSES = frozenset({502, 503})
 
 
-async def forward(  # noqa: PLR0915  # one retry loop reads best in one place
+async def forward(
     request: web.BaseRequest,
     gw: Gateway,
     *,
@@ -42,10 +43,8 @@ async def forward(  # noqa: PLR0915  # one retry loop reads best in one place
     relay its answer; ``queued``: admitted from the queue, so its room is passed on;
     ``keys``: the request's affinity keys, if the model has affinity."""
     balancing = snapshot.balancing
-    timeouts = balancing.timeouts
     headers = upstream_headers(request.headers)
     path = request.rel_url.raw_path_qs
-    upstream = gw.upstream
     gw.budget.request(start)
     tries = 1 + balancing.retry.attempts
     failed: Pod | None = None
@@ -64,42 +63,66 @@ async def forward(  # noqa: PLR0915  # one retry loop reads best in one place
             queued = False
             gw.admission.started(model.name)  # counted in flight: room may be left for more
         try:
-            head = request_head(path, pod.address, len(payload), headers)
-            try:
-                exchange = await upstream.request(
-                    pod.address,
-                    (head, payload),
-                    connect_timeout=timeouts.connect,
-                    first_byte_timeout=timeouts.first_byte,
-                )
-            except TimeoutError:
-                # The pod took the request and may be generating: not retried.
-                gw.failed(pod)
-                error = UpstreamTimeout(f"Pod of {model.name!r} did not answer in time.")
-                failed = pod
-                break
-            except ConnectionError as exc:  # connect failed, reset, or not HTTP
-                gw.failed(pod)
-                failed, error = pod, UpstreamFailed(f"Pod of {model.name!r} failed: {exc}")
-                continue
-            try:
-                if exchange.status in _RETRY_STATUSES and attempt + 1 < tries:
-                    gw.failed(pod)
-                    failed = pod
-                    error = UpstreamFailed(f"Pod of {model.name!r} answered {exchange.status}.")
-                    continue
-                relay = Relay(
-                    request, gw, name, model, pod, exchange, start, timeouts, usage, explained
-                )
-                return await relay.answer()
-            finally:
-                exchange.release()  # closes it unless its answer was read to the end
+            answer = await _try_pod(
+                request, gw, model, pod, name=name, payload=payload, path=path,
+                headers=headers, timeouts=balancing.timeouts, start=start, usage=usage,
+                explained=explained, may_retry=attempt + 1 < tries,
+            )  # fmt: skip
         finally:
             pod.inflight -= 1
             gw.admission.wake(model.name)  # a request ended: room for a waiter, maybe
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        failed, (error, retry) = pod, answer
+        if not retry:
+            break
     if queued:
         gw.admission.started(model.name)  # admitted but no pod taken: pass the room on
     if error is None:
         error = NoHealthyPod(f"Model {model.name!r} has no healthy pod.")
     gw.metrics.request(name, model.name, failed.name if failed else "", error.status)
     return error.response()
+
+
+async def _try_pod(
+    request: web.BaseRequest,
+    gw: Gateway,
+    model: ModelPods,
+    pod: Pod,
+    *,
+    name: str,
+    payload: bytes,
+    path: str,
+    headers: list[tuple[str, str]],
+    timeouts: Timeouts,
+    start: float,
+    usage: Usage | None,
+    explained: tuple[str, str] | None,
+    may_retry: bool,
+) -> web.StreamResponse | tuple[ApiError, bool]:
+    """One try on ``pod``: its answer relayed, or why it failed and whether another pod
+    may be tried. A function of its own because mypyc compiles no ``continue`` or
+    ``break`` inside ``try``/``finally``, which the retry loop would need."""
+    head = request_head(path, pod.address, len(payload), headers)
+    try:
+        exchange = await gw.upstream.request(
+            pod.address,
+            (head, payload),
+            connect_timeout=timeouts.connect,
+            first_byte_timeout=timeouts.first_byte,
+        )
+    except TimeoutError:
+        # The pod took the request and may be generating: not retried.
+        gw.failed(pod)
+        return UpstreamTimeout(f"Pod of {model.name!r} did not answer in time."), False
+    except ConnectionError as exc:  # connect failed, reset, or not HTTP
+        gw.failed(pod)
+        return UpstreamFailed(f"Pod of {model.name!r} failed: {exc}"), True
+    try:
+        if exchange.status in _RETRY_STATUSES and may_retry:
+            gw.failed(pod)
+            return UpstreamFailed(f"Pod of {model.name!r} answered {exchange.status}."), True
+        relay = Relay(request, gw, name, model, pod, exchange, start, timeouts, usage, explained)
+        return await relay.answer()
+    finally:
+        exchange.release()  # closes it unless its answer was read to the end

@@ -26,6 +26,8 @@ from typing import Final, cast
 
 import httptools
 
+from zeta_sidecar.pod_errors import Disconnected, ProtocolError
+
 __all__ = [
     "BODY",
     "DONE",
@@ -48,18 +50,6 @@ could grow memory at will."""
 HEAD, BODY, DONE = range(3)
 """Where the response in progress stands: waiting for its head, in its body, complete
 (or none asked for)."""
-
-
-class Disconnected(ConnectionError):
-    """The connection closed before the response was complete."""
-
-    def __init__(self, message: str, *, before_response: bool) -> None:
-        super().__init__(message)
-        self.before_response = before_response
-
-
-class ProtocolError(ConnectionError):
-    """The pod's answer could not be read as HTTP/1.1."""
 
 
 class _Unexpected(Exception):

@@ -22,15 +22,9 @@ its user, is :mod:`~zeta_sidecar.framing`'s; this module adds the reader's side:
   Any other connection is closed, which is also how a cancelled request stops the
   pod's work.
 
-Errors, all before or during a response (a tree of built-in exceptions)::
-
-    ConnectionError
-    ├── ConnectFailed      no connection could be opened; the request never left, so it
-    │                      is safe to retry elsewhere
-    ├── Disconnected       the connection closed mid-exchange (``before_response`` says
-    │                      whether any response byte had come)
-    └── ProtocolError      the pod's answer is not HTTP/1.1 as RFC 9112 frames it
-    TimeoutError           connect, head or body deadline passed
+Errors, all before or during a response, are :mod:`~zeta_sidecar.pod_errors`'s tree of
+built-in exceptions (``ConnectFailed``, ``Disconnected``, ``ProtocolError``, and
+``TimeoutError`` for a passed deadline).
 
 A reused idle connection may have been closed by the pod just as a request was written
 (keep-alive timeouts race); such a failure before any response byte is retried once on
@@ -46,10 +40,9 @@ from zeta_sidecar.framing import (
     DONE,
     HEAD,
     HIGH_WATER,
-    Disconnected,
-    ProtocolError,
     ResponseProtocol,
 )
+from zeta_sidecar.pod_errors import ConnectFailed, Disconnected, ProtocolError
 
 __all__ = ["ConnectFailed", "Connections", "Disconnected", "Exchange", "ProtocolError"]
 
@@ -58,10 +51,6 @@ _IDLE_SECONDS: Final = 4.0
 keep-alive default (vLLM's server), so the pod rarely closes one as it is reused."""
 
 _MAX_IDLE_PER_ADDRESS: Final = 256
-
-
-class ConnectFailed(ConnectionError):
-    """No connection to the pod could be opened."""
 
 
 class Exchange(ResponseProtocol):
