@@ -78,8 +78,13 @@ def test_chart_runs_ready_under_restricted_pss_with_issued_tokens(release: Relea
 
 def test_openai_sdk_through_the_gateway_pod_on_the_operators_table(release: Release) -> None:
     # The model containers, scraped by the testbed's Prometheus at their pod addresses.
+    # Polled: a container Ready a moment ago may not be scraped yet (seen once in CI).
     query = f'count(vllm:num_requests_running{{namespace="{NAMESPACE}"}})'
-    assert [sample["value"][1] for sample in release.testbed.query(query)] == ["2"]
+    wait_for(
+        "both model containers scraped",
+        lambda: [s["value"][1] for s in release.testbed.query(query)] == ["2"],
+        30,
+    )
     addresses = release.ready_gateways()
     assert len(addresses) == 2
     revision = release.table_revision()
