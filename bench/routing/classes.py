@@ -251,28 +251,35 @@ def verdicts(scenarios: Sequence[Scenario], summaries: Sequence[dict[str, Any]])
 ANALYSIS = (
     "## What the run shows, and why",
     "",
-    "Written by hand from the run of 2026-11-30 13:40-13:46 UTC (2 seeds, a quiet "
-    "machine: sender lag p99 under 0.03 s); a rerun regenerates the tables and checks "
-    "above, not this text.",
+    "Written by hand from the runs of 2026-11-30: the time-scale-8 scenarios at "
+    "15:43-15:48 UTC (2 seeds, load average 1.2-1.8, sender lag p99 under 0.02 s), the "
+    "time-scale-2 pair at 16:15-16:31 UTC (4 seeds, load average 1.2-1.6). A rerun "
+    "regenerates the tables and checks above, not this text.",
     "",
     "- **Nobody who must be served is refused.** Round robin serves every request and "
-    "its p99 TTFT is 139 model seconds (the slowed pod takes a third of the traffic at a "
-    "third of the speed); vllm-router's power_of_two 25 s. Zeta's is 1.36 s (0.01x round "
+    "its p99 TTFT is 131 model seconds (the slowed pod takes a third of the traffic at a "
+    "third of the speed); vllm-router's power_of_two 20 s. Zeta's is 1.28 s (0.01x round "
     "robin) with zero 429s for critical and standard requests of tenants within their "
-    "limits: only sheddable requests are shed (90 of 427, 21 %), and only `batch` (twice "
-    "its limit) is limited, to its rate (100 of 207 served). Goodput 1.6x round robin.",
-    "- **Critical p99 TTFT is 1.01-1.24 s against 0.74-0.95 s with no sheddable traffic: "
-    "not met.** Three things close most of the gap, each measured here: sheddable "
-    "requests keep out of the last 15 % of each batch (`sheddableReserve`; critical p99 "
-    "11.7 s before it), the pods schedule by priority and Zeta passes each class as "
-    "vLLM's `priority` (a critical request preempts a sheddable one in a full batch), "
-    "and the highest class is not held in the gateway's admission queue for load it "
-    "outranks (1.17-1.43 s before these two). What is left is the pods' own work: "
-    "fuller batches step more slowly and prefill more prompts per step, and a third of "
-    "the critical requests land on the slowed pod. A p99 of 286 requests per run is "
-    "also a noisy figure.",
+    "limits: only sheddable requests are shed (86 of 427, the median), and only `batch` "
+    "(twice its limit) is limited, to its rate (100 limited). Goodput 1.46x round robin.",
+    "- **Critical p99 TTFT with sheddable traffic against without: met at time scale 2, "
+    "0.77-1.21 s against 0.75-1.19 s (medians 1.05 and 0.91 s, 4 seeds).** At time "
+    "scale 8 the same comparison gives 1.13-1.23 s against 0.74-0.79 s, and it measures "
+    "the harness: the load generator, the gateway and the pods are Python processes on "
+    "2 shared cores, a request's trip through them costs tens of wall milliseconds "
+    "(critical requests' wall TTFT: p50 0.024 s, tail about 0.12 s), which at 8 are "
+    "tenths of model seconds, about ten model steps, and the sheddable third of the "
+    "traffic adds 43 % more requests per wall second for them to carry. At time scale 2 "
+    "the same wall time is a quarter as long in model time, and the pods keep their "
+    "nominal speed, so the burst there goes to 160 % of the estimate to overload them "
+    "(at 110 % nothing was shed). What makes critical traffic safe is measured here too: "
+    "sheddable requests keep out of the last 15 % of each batch (`sheddableReserve`; "
+    "critical p99 11.7 s before it), the pods schedule by priority and Zeta passes each "
+    "class as vLLM's `priority` (a critical request preempts a sheddable one in a full "
+    "batch), and the highest class is not held in the gateway's admission queue for load "
+    "it outranks.",
     "- **Three replicas: within 20 % of one replica on every figure checked** (the "
-    "limits, the saturation rule, critical p99 TTFT 0.97 s against 1.12 s). One `app` "
+    "limits, the saturation rule, critical p99 TTFT 1.10 s against 1.18 s). An `app` "
     "request can be limited with 3 replicas: each enforces a third of the rate and of "
     "the burst, and clients are spread unevenly.",
 )
