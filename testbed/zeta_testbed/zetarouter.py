@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 
 from zeta_api import GROUP, PLURAL, VERSION
 from zeta_testbed.harness import Child, start_child, wait_until
-from zeta_testbed.testbed import Testbed
+from zeta_testbed.testbed import Testbed, TestbedError
 
 __all__ = [
     "CRD",
@@ -43,10 +43,15 @@ def install_crd(testbed: Testbed) -> None:
     # Not `kubectl wait --for=condition=Established`: right after the apply the CRD may
     # have no status yet, and kubectl then fails at once (".status.conditions accessor
     # error: <nil>") instead of waiting; it failed a benchmark's testbed so.
+    # The filter fails too while there is no status ("<nil> is not array or slice"):
+    # that is "not yet", and the deadline decides.
     path = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
 
     def established() -> bool:
-        return testbed.kubectl("get", f"crd/{CRD_NAME}", "-o", path).strip() == "True"
+        try:
+            return testbed.kubectl("get", f"crd/{CRD_NAME}", "-o", path).strip() == "True"
+        except TestbedError:
+            return False
 
     wait_until(established, within=60, what=f"the CRD {CRD_NAME} to be served", every=0.1)
 

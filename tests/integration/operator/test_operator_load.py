@@ -92,7 +92,9 @@ def test_slow_pod_loses_weight_to_its_twin_and_gets_it_back(  # noqa: PLR0917 - 
                 (w := pod_weights(read_table(core, namespace, "load"), "sim-7b"))
                 and w[slow.name] < w[twin.name]
             ),
-            timeout=5 * 2,
+            # 15 intervals: the rate window and the scrapes lag on a loaded machine (10 s
+            # was too short once in CI).
+            timeout=15 * 2,
         )
     finally:
         _faults(slow, None)
