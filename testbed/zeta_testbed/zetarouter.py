@@ -28,6 +28,7 @@ __all__ = [
     "install_crd",
     "sample",
     "start_operator",
+    "wait_for_crd",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,11 +41,18 @@ SAMPLE = ROOT / "manifests/samples/zetarouter-testbed.yaml"
 def install_crd(testbed: Testbed) -> None:
     """``kubectl apply`` the CRD and wait until the apiserver serves it."""
     testbed.kubectl("apply", "-f", str(CRD))
-    # Not `kubectl wait --for=condition=Established`: right after the apply the CRD may
-    # have no status yet, and kubectl then fails at once (".status.conditions accessor
-    # error: <nil>") instead of waiting; it failed a benchmark's testbed so.
-    # The filter fails too while there is no status ("<nil> is not array or slice"):
-    # that is "not yet", and the deadline decides.
+    wait_for_crd(testbed)
+
+
+def wait_for_crd(testbed: Testbed) -> None:
+    """Wait until the apiserver serves the CRD (applied by us, or by a chart).
+
+    Not `kubectl wait --for=condition=Established`: right after the CRD is created it may
+    have no status yet, and kubectl then fails at once (".status.conditions accessor
+    error: <nil>") instead of waiting; it failed a benchmark's testbed so. The filter
+    below fails too while there is no status ("<nil> is not array or slice"): that is
+    "not yet", and the deadline decides.
+    """
     path = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
 
     def established() -> bool:

@@ -48,6 +48,7 @@ from zeta_testbed.sidecar import (
     wait_until,
 )
 from zeta_testbed.testbed import PodInfo, Testbed
+from zeta_testbed.zetarouter import install_crd
 
 MODEL = "chat"
 ROOT = Path(__file__).resolve().parents[2]
@@ -502,8 +503,7 @@ def test_zero_ready_pods_through_the_operator_answer_503(
     """The whole chain: the only pod turns not Ready, the operator publishes, the sidecar
     answers an OpenAI-style 503 in under a second."""
     pod = add_pods(testbed, namespace, 1)[0]
-    testbed.kubectl("apply", "-f", str(ROOT / "manifests/crds/zetarouters.zeta.dev.yaml"))
-    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
+    install_crd(testbed)
     router = yaml.safe_load(SAMPLE.read_text())
     router["spec"]["prometheus"]["url"] = testbed.prometheus_url
     router["spec"]["policy"]["interval"] = "1s"

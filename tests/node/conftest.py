@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 
 from zeta_testbed import node
 from zeta_testbed.testbed import Testbed
+from zeta_testbed.zetarouter import wait_for_crd
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "zeta-router"
@@ -259,7 +260,7 @@ def release(node_testbed: Testbed) -> Release:
     started = time.monotonic()
     # The CRD comes with the chart: the router goes in once it is served.
     installed.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, *chart_flags())
-    testbed.kubectl("wait", "--for=condition=Established", "crd/zetarouters.zeta.dev")
+    wait_for_crd(testbed)
     testbed.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=manifests)
     for component, count in (("operator", 2), ("gateway", 2)):
         wait_for(
