@@ -23,6 +23,7 @@ from .conftest import (
     GATEWAY_PORT,
     MODEL,
     NAMESPACE,
+    TABLE,
     Release,
     all_ready,
     chart_flags,
@@ -106,6 +107,12 @@ def test_openai_sdk_through_the_gateway_pod_on_the_operators_table(release: Rele
             stream=True,
         )
         assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
+
+
+def published_endpoints(release: Release) -> int:
+    """How many endpoints of the model the operator's published table lists."""
+    table = release.testbed.routing_table(release.namespace, TABLE)
+    return len(table["models"][MODEL]["endpoints"]) if table else 0
 
 
 class SteadyLoad:
@@ -206,7 +213,9 @@ def test_mounted_configmap_mode_follows_the_kubelets_data_swap(release: Release)
     )
     # A third model pod: the operator publishes a new revision with it.
     release.testbed.kubectl("-n", NAMESPACE, "scale", f"deployment/{MODEL}", "--replicas=3")
-    wait_for("a new table revision", lambda: release.table_revision() > revision, 90)
+    # Wait for the revision that lists it: the operator may first publish a revision for a
+    # load change, before the third pod is Ready (seen once in CI).
+    wait_for("a table revision with the third pod", lambda: published_endpoints(release) == 3, 90)
     newer = release.table_revision()
     started = time.monotonic()
     wait_for(
