@@ -533,7 +533,7 @@ def test_zero_ready_pods_through_the_operator_answer_503(
         assert (answer.kind, answer.status) == (Kind.ERROR, 503), answer
         assert answer.seconds < 1.0, answer
     finally:
-        # While the operator runs, so that it releases its finalizer.
+        # While the operator runs, so it ends the router's loop itself (no finalizer to wait on).
         testbed.kubectl("delete", "zr", "chat", "-n", namespace, "--timeout=30s")
         operator.terminate()
         try:

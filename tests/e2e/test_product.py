@@ -38,8 +38,8 @@ def product(
                        str(testbed.kubeconfig))  # fmt: skip
         yield OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
     finally:
-        # While the operator still runs, so it releases its finalizer and the namespace
-        # can go.
+        # While the operator still runs, so it ends the router's loop itself (the routers
+        # carry no finalizer: the namespace goes either way).
         testbed.kubectl("delete", "zr", "chat", "-n", namespace, "--timeout=30s")
         operator.stop(grace=30)
 

@@ -258,7 +258,8 @@ def test_operator_and_gateway_from_the_image_serve_the_operators_table(
         )
         reply = client.chat.completions.create(model="sim-7b", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
         assert reply.choices[0].message.content
-        # Deleted while the operator runs, so that it removes its own finalizer.
+        # Deleted while the operator runs: it ends the router's loop (the router carries no
+        # finalizer, so the deletion never waits on it).
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
 
         def gone() -> bool:

@@ -168,7 +168,8 @@ def product(
         )
         yield proc, operator
     finally:
-        # While the operator still runs, so it releases its finalizer and the namespace goes.
+        # While the operator still runs, so it ends the router's loop itself (the routers
+        # carry no finalizer: the namespace goes either way).
         if not operator.running:
             operator.start()
         testbed.kubectl("delete", "zr", "chat", "-n", namespace, "--timeout=30s")

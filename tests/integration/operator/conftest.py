@@ -105,14 +105,13 @@ def start_operator(
 
 
 def release_routers(testbed: Testbed, namespace: str | None) -> None:
-    """Drop kopf's finalizer from the routers an operator left behind: every router of
+    """Drop any finalizer from the routers an operator left behind: every router of
     ``namespace``, or (``None``) every router being deleted in any namespace.
 
-    The operators stop before the test's namespace is deleted, so nobody would remove
-    the finalizer any more: the routers, and the namespace with them, would hang in
-    Terminating for the rest of the session on the shared testbed. An operator for all
-    namespaces also takes up routers of earlier tests whose namespaces are still being
-    deleted, and may stop before it has let them go.
+    The operator puts none on them any more (``handlers._without_finalizer``); a test
+    that plants the finalizer of earlier versions, or a regression that brings it back,
+    must not leave the routers, and the namespace with them, Terminating for the rest of
+    the session on the shared testbed.
     """
     with testbed.api_client() as api:
         custom = k8s.CustomObjectsApi(api)
