@@ -7,6 +7,7 @@ lengths (``capacity_rps``). Times are wall seconds at the scenario's time scale.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -351,17 +352,39 @@ def _affinity(
     )
 
 
+LONG_CONTEXT = Chat(
+    system_min=200, system_max=1000, user_median=250, output_median=100, turns_mean=10.0,
+    turns_max=24,
+)  # fmt: skip
+"""Sessions whose context outgrows their system prompt: an agent re-sending tool
+results, a chat over pasted documents. Each turn adds 250 tokens (median) of new input
+and 100 of answer, for 10 turns on average; the system prompts (tool specifications,
+instructions) are 200-1000 tokens. The history, which only routing can keep cached,
+is most of a prompt here: the case cache-aware routing is for."""
+
+
 def affinity() -> list[Scenario]:
-    """Cache-aware routing (issue 12): Zeta with affinity against Zeta on load alone,
-    round robin and vllm-router's cache_aware; Zeta behind three gateway replicas; a
-    hot system prompt in 80 % of the conversations."""
+    """Cache-aware routing (issue 12) on long-context sessions: Zeta with affinity
+    against Zeta on load alone, round robin and vllm-router's cache_aware; Zeta behind
+    three gateway replicas; a hot system prompt in 80 % of the sessions. Then short chats
+    under long shared system prompts, which every pod caches whatever the routing: the
+    trace where affinity has the least to win."""
     return [
-        _affinity("affinity"),
-        _affinity("affinity-x3", replicas=3, systems=("zeta-affinity",)),
-        _affinity("affinity-hot", chat=Chat(hot_share=0.8), systems=HOT_SYSTEMS),
+        _affinity("affinity", chat=LONG_CONTEXT),
+        _affinity("affinity-x3", chat=LONG_CONTEXT, replicas=3, systems=("zeta-affinity",)),
+        _affinity(
+            "affinity-hot",
+            chat=dataclasses.replace(LONG_CONTEXT, hot_share=0.8),
+            systems=HOT_SYSTEMS,
+        ),
+        _affinity("affinity-chat"),
     ]
 
 
 def affinity_short() -> list[Scenario]:
     """The smoke form of :func:`affinity` in ``make test``."""
-    return [_affinity("affinity", systems=("round-robin", "zeta-affinity"), duration=8.0)]
+    return [
+        _affinity(
+            "affinity", chat=LONG_CONTEXT, systems=("round-robin", "zeta-affinity"), duration=8.0
+        )
+    ]
