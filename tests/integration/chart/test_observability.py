@@ -170,9 +170,14 @@ def observed(
     testbed: Testbed, namespace: str, sidecar: SidecarFactory, tmp_path: Path
 ) -> Iterator[str]:
     """The product on the testbed, scraped, after traffic with errors and ejections."""
-    steady, _, failing = (testbed.add_pod(s, namespace=namespace) for s in ("4b", "7b", "7b"))
+    steady, _, failing = (
+        testbed.add_pod(s, namespace=namespace, prefix_caching=True) for s in ("4b", "7b", "7b")
+    )
     zetarouter.install_crd(testbed)
-    zetarouter.apply(testbed, namespace, zetarouter.sample(testbed, {"interval": "1s"}))
+    router = zetarouter.sample(testbed, {"interval": "1s"})
+    # Affinity on, so the cache-aware panels (decisions, index, hit rate) have data.
+    router["spec"].setdefault("balancing", {})["affinity"] = {"prefix": True, "session": True}
+    zetarouter.apply(testbed, namespace, router)
     metrics_port = free_port()
     operator = zetarouter.start_operator(
         testbed, tmp_path / "operator.log", "--namespace", namespace, "--standalone",
