@@ -111,7 +111,7 @@ def tables(scenario: Scenario, rows: Sequence[dict[str, Any]]) -> list[str]:
         f"{chat.turns_max}), {chat.think_mean:g} model s between turns; "
         f"{chat.system_prompts} system prompts of {chat.system_min}-{chat.system_max} "
         "tokens"
-        + (f", prompt 0 opening {chat.hot_share:.0%} of them" if chat.hot_share else "")
+        + (f", the longest opening {chat.hot_share:.0%} of them" if chat.hot_share else "")
         + f"; questions of {chat.user_median} tokens and answers of {chat.output_median} "
         f"(medians); {chat.session_share:.0%} of conversations send `x-session-id`. "
         f"Mean prompt {extra.get('mean_prompt')} tokens, of which system prompt "

@@ -45,8 +45,8 @@ class Chat:
     system_max: int = 2000
     """System prompt lengths are spread evenly over this range, prompt by prompt."""
     hot_share: float = 0.0
-    """Share of conversations opening with system prompt 0, the rest drawing evenly
-    among the others; 0: every prompt equally likely."""
+    """Share of conversations opening with the longest system prompt (the last), the
+    rest drawing evenly among the others; 0: every prompt equally likely."""
     turns_mean: float = 6.0
     turns_max: int = 16
     user_median: int = 120
@@ -160,12 +160,13 @@ def generate(
             break
         if rng.random() * peak_rate > rate(max(0.0, t)):
             continue
+        hot = chat.system_prompts - 1
         if not chat.hot_share:
             system = rng.randrange(chat.system_prompts)
         elif rng.random() < chat.hot_share:
-            system = 0
+            system = hot
         else:
-            system = 1 + rng.randrange(chat.system_prompts - 1)
+            system = rng.randrange(hot)
         turns = 1
         while turns < chat.turns_max and rng.random() > 1.0 / chat.turns_mean:
             turns += 1

@@ -329,7 +329,7 @@ def _affinity(
     chat: Chat | None = None,
     replicas: int = 1,
     systems: Sequence[str] = AFFINITY_SYSTEMS,
-    duration: float = 30.0,
+    duration: float = 40.0,
 ) -> Scenario:
     # Issue 12's case: chat over 4 pods of one model with prefix caching on, at 70 % of
     # what the pods serve when only the shared system prompts are cached (the one saving
