@@ -143,12 +143,55 @@ def _hash(fields: list[tuple[str, str]]) -> str:
 
 
 def _canonical(doc: object) -> str:
+    if _ORJSON_OPTIONS is not None:
+        try:
+            text = orjson.dumps(doc, default=_refuse, option=_ORJSON_OPTIONS).decode()
+        except TypeError:  # orjson.JSONEncodeError: beyond its types; json decides
+            pass
+        else:
+            if not _spelt_apart(text):
+                return text
     try:
         return json.dumps(
             doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
     except ValueError as exc:  # NaN or Infinity set from Python
         raise TableError(f"table holds a value JSON cannot carry: {exc}") from exc
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is left to json")
+
+
+# orjson writes a table several times faster than json, to the same text but for the
+# cases below, which go to json. Only JSON's own types: subclasses (enums), dataclasses
+# and datetimes go to _refuse, hence to json, which writes or refuses them as before.
+_ORJSON_OPTIONS: int | None
+try:
+    import orjson
+except ImportError:  # optional: without it json serialises alone, to the same text
+    _ORJSON_OPTIONS = None
+else:
+    _ORJSON_OPTIONS = (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+    )
+
+
+def _spelt_apart(text: str) -> bool:
+    """Whether orjson's ``text`` may differ from json's (found by comparing both over
+    every float exponent, code point and integer width; integers beyond 64 bits it
+    refuses): floats of 1e-10 to 1e-4, which json writes as 1e-05 and orjson as 0.00001
+    or 1e-5; and null, which orjson also writes for NaN and the infinities json refuses.
+    A dumped document holds no null of its own (None fields are left out), so a match,
+    even inside a string, only sends the document to json."""
+    # Three searches, not one alternation: a literal prefix lets re skip ahead (4x faster).
+    return "null" in text or "0.0000" in text or _SHORT_EXPONENT.search(text) is not None
+
+
+_SHORT_EXPONENT = re.compile(r"e-[0-9](?![0-9])")
 
 
 class _Refused(ValueError):
