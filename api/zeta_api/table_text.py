@@ -14,9 +14,12 @@ would refuse (:func:`zeta_api.checking.check`, the cross-field rules, the size):
 the operator builds is valid before it is written, without being parsed back.
 """
 
+import functools
 import hashlib
 import ipaddress
+import itertools
 import json
+import operator
 import re
 from dataclasses import dataclass
 
@@ -30,6 +33,7 @@ from zeta_api.table import (
     DEFAULT_MAX_BYTES,
     TABLE_API_VERSION,
     TABLE_KIND,
+    Endpoint,
     RoutingTable,
 )
 
@@ -215,31 +219,17 @@ def _no_constants(name: str) -> object:
 
 
 def _check(table: RoutingTable) -> None:
+    distinct = _distinct_ipv4(table)
     seen: dict[tuple[object, int], tuple[str, int]] = {}
     positive_models = 0
     any_endpoint = False
     for name, model in table.models.items():
         where = f"models[{name}]"
         _check_name(name, where)
-        positive_endpoints = serving = 0
-        for i, ep in enumerate(model.endpoints):
-            # Paths are spelt only for a message: a table has thousands of endpoints.
-            key = _ipv4_key(ep.address) or _parse_address(
-                ep.address, f"{where}.endpoints[{i}].address"
-            )
-            if key in seen:
-                also = "models[{}].endpoints[{}].address".format(*seen[key])
-                raise TableError(
-                    f"{where}.endpoints[{i}].address: duplicate {ep.address!r} (also {also})"
-                )
-            seen[key] = name, i
-            if ep.draining and ep.weight > 0:
-                raise TableError(
-                    f"{where}.endpoints[{i}].weight: must be 0 for a draining endpoint, "
-                    f"got {ep.weight!r}"
-                )
-            serving += not ep.draining
-            positive_endpoints += ep.weight > 0
+        if distinct:
+            serving, positive_endpoints = _tally(model.endpoints, where)
+        else:
+            serving, positive_endpoints = _tally_one_by_one(model.endpoints, where, name, seen)
         if serving and not positive_endpoints:
             raise TableError(f"{where}.endpoints: every endpoint weight is 0")
         if model.weight > 0 and not positive_endpoints:
@@ -262,6 +252,59 @@ def _check(table: RoutingTable) -> None:
                 )
 
 
+def _tally_one_by_one(
+    endpoints: tuple[Endpoint, ...],
+    where: str,
+    name: str,
+    seen: dict[tuple[object, int], tuple[str, int]],
+) -> tuple[int, int]:
+    """Serving and positively weighted endpoints, each address keyed and compared."""
+    positive = serving = 0
+    for i, ep in enumerate(endpoints):
+        # Paths are spelt only for a message: a table has thousands of endpoints.
+        key = _ipv4_key(ep.address) or _parse_address(ep.address, f"{where}.endpoints[{i}].address")
+        if key in seen:
+            also = "models[{}].endpoints[{}].address".format(*seen[key])
+            raise TableError(
+                f"{where}.endpoints[{i}].address: duplicate {ep.address!r} (also {also})"
+            )
+        seen[key] = name, i
+        _check_draining(ep, where, i)
+        serving += not ep.draining
+        positive += ep.weight > 0
+    return serving, positive
+
+
+def _tally(endpoints: tuple[Endpoint, ...], where: str) -> tuple[int, int]:
+    """As :func:`_tally_one_by_one`, for addresses known valid and distinct: a column
+    at a time, with builtins (thousands of endpoints, no Python call per endpoint)."""
+    draining = list(map(_DRAINING, endpoints))
+    positive = list(map(_POSITIVE, map(_WEIGHT, endpoints)))
+    for i in itertools.compress(range(len(draining)), draining):
+        _check_draining(endpoints[i], where, i)
+    return len(draining) - sum(map(bool, draining)), sum(positive)
+
+
+def _check_draining(ep: Endpoint, where: str, i: int) -> None:
+    if ep.draining and ep.weight > 0:
+        raise TableError(
+            f"{where}.endpoints[{i}].weight: must be 0 for a draining endpoint, got {ep.weight!r}"
+        )
+
+
+_DRAINING = operator.attrgetter("draining")
+_WEIGHT = operator.attrgetter("weight")
+_POSITIVE = functools.partial(operator.lt, 0)  # 0 < w, as w > 0
+
+
+def _distinct_ipv4(table: RoutingTable) -> bool:
+    """Whether every address of the table is a dotted-quad IPv4 ``ip:port`` as
+    :func:`_ipv4_key` takes it, with a port of no leading zero, and no two alike: then
+    each text is its own key, and no address can be refused or found twice."""
+    addresses = [ep.address for model in table.models.values() for ep in model.endpoints]
+    return all(map(_IPV4_ADDRESS.fullmatch, addresses)) and len(set(addresses)) == len(addresses)
+
+
 def _check_name(name: str, where: str) -> None:
     if len(name) > MODEL_NAME_MAX_LENGTH or not matches(MODEL_NAME_PATTERN, name):
         raise TableError(f"{where}: not a valid model name (must match {MODEL_NAME_PATTERN})")
@@ -273,6 +316,13 @@ _IPV4 = re.compile(
     r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 )
+
+
+_IPV4_ADDRESS = re.compile(
+    _IPV4.pattern + ":(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}"
+    "|655[0-2][0-9]|6553[0-5])"
+)
+"""An IPv4 ``ip:port`` of one spelling only (port 1 to 65535, no leading zero)."""
 
 
 def _ipv4_key(address: str) -> tuple[object, int] | None:

@@ -11,7 +11,9 @@ of range, a name one character too long), so both sides meet every check.
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from typing import TypeVar
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +37,7 @@ from zeta_api import (
     dump_routing_table,
     encode_routing_table,
     parse_routing_table,
+    table_text,
 )
 from zeta_api.dumping import dump
 
@@ -228,6 +231,24 @@ def test_small_and_large_floats_are_spelt_as_json_spells_them(weight: float) -> 
     )
     assert dump_routing_table(table) == _json_text(table)
     assert encode_routing_table(table).content_hash == content_hash(table)
+
+
+def _verdict(check: Callable[[], None]) -> str | None:
+    try:
+        check()
+    except (TableError, TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(edge_tables())
+def test_endpoints_checked_by_column_or_one_by_one_get_one_verdict(table: RoutingTable) -> None:
+    """Distinct IPv4 addresses let the cross-field rules run a column at a time; the
+    verdict, and the message, must be the endpoint-by-endpoint one."""
+    by_column = _verdict(lambda: table_text._check(table))
+    with mock.patch.object(table_text, "_distinct_ipv4", return_value=False):
+        assert _verdict(lambda: table_text._check(table)) == by_column
 
 
 def test_the_edges_are_met() -> None:
