@@ -9,7 +9,7 @@ import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zeta_api import SIGNALS
+from zeta_api import SIGNALS, slot_init
 
 __all__ = ["PodLoad", "PodRecord"]
 
@@ -18,6 +18,7 @@ _signal_values = operator.attrgetter(*_SIGNAL_FIELDS)
 _INF = math.inf
 
 
+@slot_init  # one per pod and interval: the faster __init__ (see zeta_api.slots)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PodLoad:
     """One pod's load as Prometheus reported it; ``None`` is unknown (missing, NaN,

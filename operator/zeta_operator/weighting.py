@@ -41,7 +41,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zeta_api import PolicySpec, SaturationSpec
+from zeta_api import PolicySpec, SaturationSpec, slot_init
 from zeta_operator.snapshots import PodLoad
 
 __all__ = [
@@ -60,6 +60,7 @@ MAX_LATENCY_TERM = 4.0
 MAX_ERROR_TERM = 10.0
 
 
+@slot_init  # one per pod and interval: the faster __init__ (see zeta_api.slots)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PodInput:
     """One ready pod of a model, as the weighting sees it."""
