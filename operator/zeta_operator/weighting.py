@@ -83,7 +83,7 @@ class ModelInput:
 
     @property
     def serving(self) -> tuple[PodInput, ...]:
-        return tuple(p for p in self.pods if not p.draining)
+        return tuple([p for p in self.pods if not p.draining])
 
 
 @dataclass(frozen=True, slots=True)
