@@ -3,6 +3,7 @@ __post_init__ and frozenness; a class it cannot mirror exactly keeps its own."""
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 
 import pytest
 
@@ -69,12 +70,12 @@ def test_records_have_it() -> None:
     assert "_set_0" in Endpoint.__init__.__code__.co_names
 
 
-def _positional() -> type:
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Positional:
+def _plain(**options: bool) -> type:
+    @dataclasses.dataclass(**options)
+    class Plain:
         name: str
 
-    return Positional
+    return Plain
 
 
 def _init_var() -> type:
@@ -95,24 +96,18 @@ def _left_out() -> type:
     return LeftOut
 
 
-def _unslotted() -> type:
-    @dataclasses.dataclass(frozen=True, kw_only=True)
-    class Unslotted:
-        name: str
-
-    return Unslotted
-
-
-def _unfrozen() -> type:
-    @dataclasses.dataclass(slots=True, kw_only=True)
-    class Unfrozen:
-        name: str
-
-    return Unfrozen
-
-
-@pytest.mark.parametrize("make", [_positional, _init_var, _left_out, _unslotted, _unfrozen])
-def test_a_class_it_cannot_mirror_keeps_its_own(make: type) -> None:
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _plain(frozen=True, slots=True),
+        lambda: _plain(frozen=True, kw_only=True),
+        lambda: _plain(slots=True, kw_only=True),
+        _init_var,
+        _left_out,
+    ],
+    ids=["positional", "unslotted", "unfrozen", "InitVar", "left out of __init__"],
+)
+def test_a_class_it_cannot_mirror_keeps_its_own(make: Callable[[], type]) -> None:
     cls = make()
     own = cls.__init__
     assert slot_init(cls).__init__ is own
