@@ -5,13 +5,16 @@ last good table, so :func:`parse_routing_table` is strict: a size limit before
 parsing, no duplicate JSON keys, no NaN or Infinity, no unknown fields, and the
 cross-field rules below.
 
-:func:`dump_routing_table` writes the canonical form (sorted keys, compact), and
+:func:`dump_routing_table` writes the canonical form (sorted keys, compact: json's
+text to the byte, written by orjson where it cannot differ), and
 :func:`content_hash` hashes it without ``revision`` and ``generatedAt``, so the
 operator can tell a material change from a mere re-publication and spare watchers
 and the kubelet needless updates. :func:`encode_routing_table` gives both from one
 serialisation, after checking the table where it stands for everything the parser
 would refuse (:func:`zeta_api.checking.check`, the cross-field rules, the size): what
-the operator builds is valid before it is written, without being parsed back.
+the operator builds is valid before it is written, without being parsed back. When
+every address is a distinct IPv4 ``ip:port`` of one spelling (as the operator writes
+them), the cross-field rules read the endpoints a column at a time.
 """
 
 import functools
