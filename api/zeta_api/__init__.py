@@ -7,8 +7,9 @@ of the processes that use it.
 
 Layers, bottom up, one job each:
 
-- :mod:`~zeta_api.errors` (the exception tree) and :mod:`~zeta_api.durations`
-  (Go durations to seconds and back);
+- :mod:`~zeta_api.errors` (the exception tree), :mod:`~zeta_api.durations`
+  (Go durations to seconds and back) and :mod:`~zeta_api.slots` (a faster
+  ``__init__`` for frozen, slotted dataclasses, the records' and the operator's);
 - :mod:`~zeta_api.schema` (declarative fields: one declaration per field),
   :mod:`~zeta_api.codec` (the wire form to records, with field paths),
   :mod:`~zeta_api.dumping` (records to the wire form), :mod:`~zeta_api.checking`
@@ -35,6 +36,7 @@ from zeta_api.balancing import Balancing, Outlier, Picker, Retry, Timeouts
 from zeta_api.durations import DURATION_PATTERN, format_duration, parse_duration
 from zeta_api.errors import DurationError, SpecError, StatusError, TableError, ZetaApiError
 from zeta_api.signals import SIGNALS, SignalInfo
+from zeta_api.slots import slot_init
 from zeta_api.spec import (
     API_VERSION,
     GROUP,
@@ -171,5 +173,6 @@ __all__ = [
     "parse_routing_table",
     "parse_spec",
     "parse_status",
+    "slot_init",
     "with_condition",
 ]

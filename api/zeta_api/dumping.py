@@ -26,12 +26,13 @@ def dump(value: object) -> dict[str, object]:
 
 
 def dump_value(t: TypeInfo, meta: Meta, v: object) -> object:
+    # The exact record class first (a table's every endpoint), before the ABC's isinstance.
+    if t.tag == "record" and (type(v) is t.py or not isinstance(v, tuple | Mapping)):
+        return dump(v)
     if isinstance(v, tuple):
         return [dump_value(item_of(t), meta, x) for x in v]
     if isinstance(v, Mapping):
         return {str(k): dump_value(item_of(t), meta, x) for k, x in v.items()}
-    if t.tag == "record":
-        return dump(v)
     if isinstance(v, enum.StrEnum):
         return v.value
     if t.tag == "float" and isinstance(v, int | float):

@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Literal, TypeVar, dataclass_transform
 
+from zeta_api.slots import slot_init
+
 __all__ = [
     "FieldPlan",
     "Meta",
@@ -149,8 +151,10 @@ def prop(
 
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(prop,))
 def record(cls: type[T]) -> type[T]:
-    """Make ``cls`` a frozen, slotted, keyword-only dataclass whose fields use :func:`prop`."""
-    return dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    """Make ``cls`` a frozen, slotted, keyword-only dataclass whose fields use :func:`prop`
+    (with :func:`~zeta_api.slots.slot_init`'s faster ``__init__``: a table builds
+    thousands of records per interval)."""
+    return slot_init(dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls))
 
 
 # --- field plans: the declarations, resolved once per record class ------------------

@@ -5,18 +5,24 @@ last good table, so :func:`parse_routing_table` is strict: a size limit before
 parsing, no duplicate JSON keys, no NaN or Infinity, no unknown fields, and the
 cross-field rules below.
 
-:func:`dump_routing_table` writes the canonical form (sorted keys, compact), and
+:func:`dump_routing_table` writes the canonical form (sorted keys, compact: json's
+text to the byte, written by orjson where it cannot differ), and
 :func:`content_hash` hashes it without ``revision`` and ``generatedAt``, so the
 operator can tell a material change from a mere re-publication and spare watchers
 and the kubelet needless updates. :func:`encode_routing_table` gives both from one
 serialisation, after checking the table where it stands for everything the parser
 would refuse (:func:`zeta_api.checking.check`, the cross-field rules, the size): what
-the operator builds is valid before it is written, without being parsed back.
+the operator builds is valid before it is written, without being parsed back. When
+every address is a distinct IPv4 ``ip:port`` of one spelling (as the operator writes
+them), the cross-field rules read the endpoints a column at a time.
 """
 
+import functools
 import hashlib
 import ipaddress
+import itertools
 import json
+import operator
 import re
 from dataclasses import dataclass
 
@@ -30,6 +36,7 @@ from zeta_api.table import (
     DEFAULT_MAX_BYTES,
     TABLE_API_VERSION,
     TABLE_KIND,
+    Endpoint,
     RoutingTable,
 )
 
@@ -143,12 +150,55 @@ def _hash(fields: list[tuple[str, str]]) -> str:
 
 
 def _canonical(doc: object) -> str:
+    if _ORJSON_OPTIONS is not None:
+        try:
+            text = orjson.dumps(doc, default=_refuse, option=_ORJSON_OPTIONS).decode()
+        except TypeError:  # orjson.JSONEncodeError: beyond its types; json decides
+            pass
+        else:
+            if not _spelt_apart(text):
+                return text
     try:
         return json.dumps(
             doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
     except ValueError as exc:  # NaN or Infinity set from Python
         raise TableError(f"table holds a value JSON cannot carry: {exc}") from exc
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is left to json")
+
+
+# orjson writes a table several times faster than json, to the same text but for the
+# cases below, which go to json. Only JSON's own types: subclasses (enums), dataclasses
+# and datetimes go to _refuse, hence to json, which writes or refuses them as before.
+_ORJSON_OPTIONS: int | None
+try:
+    import orjson
+except ImportError:  # optional: without it json serialises alone, to the same text
+    _ORJSON_OPTIONS = None
+else:
+    _ORJSON_OPTIONS = (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+    )
+
+
+def _spelt_apart(text: str) -> bool:
+    """Whether orjson's ``text`` may differ from json's (found by comparing both over
+    every float exponent, code point and integer width; integers beyond 64 bits it
+    refuses): floats of 1e-10 to 1e-4, which json writes as 1e-05 and orjson as 0.00001
+    or 1e-5; and null, which orjson also writes for NaN and the infinities json refuses.
+    A dumped document holds no null of its own (None fields are left out), so a match,
+    even inside a string, only sends the document to json."""
+    # Three searches, not one alternation: a literal prefix lets re skip ahead (4x faster).
+    return "null" in text or "0.0000" in text or _SHORT_EXPONENT.search(text) is not None
+
+
+_SHORT_EXPONENT = re.compile(r"e-[0-9](?![0-9])")
 
 
 class _Refused(ValueError):
@@ -172,31 +222,17 @@ def _no_constants(name: str) -> object:
 
 
 def _check(table: RoutingTable) -> None:
+    distinct = _distinct_ipv4(table)
     seen: dict[tuple[object, int], tuple[str, int]] = {}
     positive_models = 0
     any_endpoint = False
     for name, model in table.models.items():
         where = f"models[{name}]"
         _check_name(name, where)
-        positive_endpoints = serving = 0
-        for i, ep in enumerate(model.endpoints):
-            # Paths are spelt only for a message: a table has thousands of endpoints.
-            key = _ipv4_key(ep.address) or _parse_address(
-                ep.address, f"{where}.endpoints[{i}].address"
-            )
-            if key in seen:
-                also = "models[{}].endpoints[{}].address".format(*seen[key])
-                raise TableError(
-                    f"{where}.endpoints[{i}].address: duplicate {ep.address!r} (also {also})"
-                )
-            seen[key] = name, i
-            if ep.draining and ep.weight > 0:
-                raise TableError(
-                    f"{where}.endpoints[{i}].weight: must be 0 for a draining endpoint, "
-                    f"got {ep.weight!r}"
-                )
-            serving += not ep.draining
-            positive_endpoints += ep.weight > 0
+        if distinct:
+            serving, positive_endpoints = _tally(model.endpoints, where)
+        else:
+            serving, positive_endpoints = _tally_one_by_one(model.endpoints, where, name, seen)
         if serving and not positive_endpoints:
             raise TableError(f"{where}.endpoints: every endpoint weight is 0")
         if model.weight > 0 and not positive_endpoints:
@@ -219,6 +255,59 @@ def _check(table: RoutingTable) -> None:
                 )
 
 
+def _tally_one_by_one(
+    endpoints: tuple[Endpoint, ...],
+    where: str,
+    name: str,
+    seen: dict[tuple[object, int], tuple[str, int]],
+) -> tuple[int, int]:
+    """Serving and positively weighted endpoints, each address keyed and compared."""
+    positive = serving = 0
+    for i, ep in enumerate(endpoints):
+        # Paths are spelt only for a message: a table has thousands of endpoints.
+        key = _ipv4_key(ep.address) or _parse_address(ep.address, f"{where}.endpoints[{i}].address")
+        if key in seen:
+            also = "models[{}].endpoints[{}].address".format(*seen[key])
+            raise TableError(
+                f"{where}.endpoints[{i}].address: duplicate {ep.address!r} (also {also})"
+            )
+        seen[key] = name, i
+        _check_draining(ep, where, i)
+        serving += not ep.draining
+        positive += ep.weight > 0
+    return serving, positive
+
+
+def _tally(endpoints: tuple[Endpoint, ...], where: str) -> tuple[int, int]:
+    """As :func:`_tally_one_by_one`, for addresses known valid and distinct: a column
+    at a time, with builtins (thousands of endpoints, no Python call per endpoint)."""
+    draining = list(map(_DRAINING, endpoints))
+    positive = list(map(_POSITIVE, map(_WEIGHT, endpoints)))
+    for i in itertools.compress(range(len(draining)), draining):
+        _check_draining(endpoints[i], where, i)
+    return len(draining) - sum(map(bool, draining)), sum(positive)
+
+
+def _check_draining(ep: Endpoint, where: str, i: int) -> None:
+    if ep.draining and ep.weight > 0:
+        raise TableError(
+            f"{where}.endpoints[{i}].weight: must be 0 for a draining endpoint, got {ep.weight!r}"
+        )
+
+
+_DRAINING = operator.attrgetter("draining")
+_WEIGHT = operator.attrgetter("weight")
+_POSITIVE = functools.partial(operator.lt, 0)  # 0 < w, as w > 0
+
+
+def _distinct_ipv4(table: RoutingTable) -> bool:
+    """Whether every address of the table is a dotted-quad IPv4 ``ip:port`` as
+    :func:`_ipv4_key` takes it, with a port of no leading zero, and no two alike: then
+    each text is its own key, and no address can be refused or found twice."""
+    addresses = [ep.address for model in table.models.values() for ep in model.endpoints]
+    return all(map(_IPV4_ADDRESS.fullmatch, addresses)) and len(set(addresses)) == len(addresses)
+
+
 def _check_name(name: str, where: str) -> None:
     if len(name) > MODEL_NAME_MAX_LENGTH or not matches(MODEL_NAME_PATTERN, name):
         raise TableError(f"{where}: not a valid model name (must match {MODEL_NAME_PATTERN})")
@@ -230,6 +319,13 @@ _IPV4 = re.compile(
     r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 )
+
+
+_IPV4_ADDRESS = re.compile(
+    _IPV4.pattern + ":(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}"
+    "|655[0-2][0-9]|6553[0-5])"
+)
+"""An IPv4 ``ip:port`` of one spelling only (port 1 to 65535, no leading zero)."""
 
 
 def _ipv4_key(address: str) -> tuple[object, int] | None:

@@ -154,17 +154,24 @@ def model_inputs(
             name=m.name,
             base_weight=m.base_weight,
             static=m.static,
-            pods=tuple(
-                weighting.PodInput(
-                    name=p.name,
-                    capacity=m.capacity,
-                    load=loads.get(p.name, _UNKNOWN),
-                    draining=p.draining,
-                )
-                for p in selection.get(m.name, [])
-            ),
+            pods=_pod_inputs(selection.get(m.name, []), m.capacity, loads),
         )
         for m in spec.models
+    )
+
+
+def _pod_inputs(
+    pods: list[PodRecord], capacity: int, loads: Mapping[str, PodLoad]
+) -> tuple[weighting.PodInput, ...]:
+    # A list made then frozen, and the lookup bound once: this runs per pod and interval.
+    load_of, pod_input = loads.get, weighting.PodInput
+    return tuple(
+        [
+            pod_input(
+                name=p.name, capacity=capacity, load=load_of(p.name, _UNKNOWN), draining=p.draining
+            )
+            for p in pods
+        ]
     )
 
 

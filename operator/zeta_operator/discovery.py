@@ -11,6 +11,7 @@ A pod that matches the selectors of two models serves the first one in the spec:
 one address must not appear twice in a table (the sidecar refuses it).
 """
 
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -52,8 +53,11 @@ def select(spec: ZetaRouterSpec, records: Iterable[PodRecord]) -> dict[str, list
                 chosen[model.name].append(record)
                 break
     for pods in chosen.values():
-        pods.sort(key=lambda p: p.name)
+        pods.sort(key=_NAME)
     return chosen
+
+
+_NAME = operator.attrgetter("name")
 
 
 def selection_key(selection: Mapping[str, list[PodRecord]]) -> tuple[object, ...]:

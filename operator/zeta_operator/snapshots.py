@@ -5,16 +5,20 @@ Plain frozen values: collection (discovery, metrics) produces them, the pure sta
 """
 
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zeta_api import SIGNALS
+from zeta_api import SIGNALS, slot_init
 
 __all__ = ["PodLoad", "PodRecord"]
 
 _SIGNAL_FIELDS = tuple(info.field for info in SIGNALS.values())
+_signal_values = operator.attrgetter(*_SIGNAL_FIELDS)
+_INF = math.inf
 
 
+@slot_init  # one per pod and interval: the faster __init__ (see zeta_api.slots)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PodLoad:
     """One pod's load as Prometheus reported it; ``None`` is unknown (missing, NaN,
@@ -40,9 +44,16 @@ class PodLoad:
         return self.running is not None and self.waiting is not None
 
     def __post_init__(self) -> None:
+        # One attrgetter call and a chained comparison (NaN fails it): extraction builds
+        # one of these per pod and interval.
+        for value in _signal_values(self):
+            if value is not None and not 0.0 <= value < _INF:
+                self._refuse()
+
+    def _refuse(self) -> None:
         for name in _SIGNAL_FIELDS:
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
+            if value is not None and not 0.0 <= value < _INF:
                 raise ValueError(f"{name} must be finite and >= 0 or None, got {value!r}")
 
 

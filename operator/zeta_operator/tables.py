@@ -12,6 +12,7 @@ from zeta_api import (
     Endpoint,
     EndpointLoad,
     ModelEntry,
+    ModelSpec,
     RoutingTable,
     VirtualModelEntry,
     ZetaRouterSpec,
@@ -37,13 +38,49 @@ def _round(value: float, precision: int, *, positive: bool) -> float:
 
 
 def _load(load: PodLoad | None) -> EndpointLoad | None:
-    if load is None or (load.running is None and load.waiting is None and load.kv_cache is None):
+    if load is None:
+        return None
+    running, waiting, kv_cache = load.running, load.waiting, load.kv_cache
+    if running is None and waiting is None and kv_cache is None:
         return None
     return EndpointLoad(
-        running=None if load.running is None else round(load.running, 1),
-        waiting=None if load.waiting is None else round(load.waiting, 1),
-        kv_cache=None if load.kv_cache is None else round(load.kv_cache, 2),
+        running=None if running is None else round(running, 1),
+        waiting=None if waiting is None else round(waiting, 1),
+        kv_cache=None if kv_cache is None else round(kv_cache, 2),
     )
+
+
+def _endpoints(
+    pods: list[PodRecord],
+    model: ModelSpec,
+    pod_weights: Mapping[str, float],
+    loads: Mapping[str, PodLoad],
+    precision: int,
+) -> tuple[Endpoint, ...]:
+    # A model's constants once, and _round inlined: this runs once per pod and interval.
+    port, capacity, smallest = model.port, model.capacity, 10.0**-precision
+    weight_of, load_of = pod_weights.get, loads.get
+    endpoints = []
+    for pod in pods:
+        name, draining = pod.name, pod.draining
+        if draining:
+            weight = 0.0
+        else:
+            raw = weight_of(name, 0.0)
+            weight = round(raw, precision)
+            if raw > 0 and weight < smallest:  # as _round: a serving pod never rounds to 0
+                weight = smallest
+        endpoints.append(
+            Endpoint(
+                address=address(pod.ip or "", port),
+                pod=name,
+                weight=weight,
+                capacity=capacity,
+                load=_load(load_of(name)),
+                draining=draining,
+            )
+        )
+    return tuple(endpoints)
 
 
 def build_table(
@@ -62,19 +99,7 @@ def build_table(
     for model in spec.models:
         pods = selection.get(model.name, [])
         pod_weights = weights.pods.get(model.name, {})
-        endpoints = tuple(
-            Endpoint(
-                address=address(pod.ip or "", model.port),
-                pod=pod.name,
-                weight=0.0
-                if pod.draining
-                else _round(pod_weights.get(pod.name, 0.0), precision, positive=True),
-                capacity=model.capacity,
-                load=_load(loads.get(pod.name)),
-                draining=pod.draining,
-            )
-            for pod in pods
-        )
+        endpoints = _endpoints(pods, model, pod_weights, loads, precision)
         models[model.name] = ModelEntry(
             served_model_name=model.served_model_name,
             tier=model.tier,

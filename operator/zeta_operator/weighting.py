@@ -37,11 +37,12 @@ Drained pods get weight 0 and take no part in the shares.
 """
 
 import math
+import operator
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from zeta_api import PolicySpec, SaturationSpec
+from zeta_api import PolicySpec, SaturationSpec, slot_init
 from zeta_operator.snapshots import PodLoad
 
 __all__ = [
@@ -60,6 +61,7 @@ MAX_LATENCY_TERM = 4.0
 MAX_ERROR_TERM = 10.0
 
 
+@slot_init  # one per pod and interval: the faster __init__ (see zeta_api.slots)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PodInput:
     """One ready pod of a model, as the weighting sees it."""
@@ -81,7 +83,7 @@ class ModelInput:
 
     @property
     def serving(self) -> tuple[PodInput, ...]:
-        return tuple(p for p in self.pods if not p.draining)
+        return tuple([p for p in self.pods if not p.draining])
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,20 +117,28 @@ Models = tuple[ModelInput, ...]
 
 def pressure(load: PodLoad, capacity: int, ttft_reference: float | None) -> float:
     """How loaded a known pod is, 0 when idle (see the module docstring)."""
+    # Bounds as conditional expressions, each exactly what min() or max() would return:
+    # this runs once per pod and interval, and builtin calls were a third of it.
     running = load.running or 0.0
     waiting = load.waiting or 0.0
-    value = (running + waiting) / max(capacity, 1)
+    value = (running + waiting) / (1 if capacity < 1 else capacity)
     value += load.kv_cache or 0.0
     if load.ttft_p95 is not None and ttft_reference:
-        value += min(max(load.ttft_p95 / ttft_reference - 1.0, 0.0), MAX_LATENCY_TERM)
-    value += min(load.error_rate or 0.0, MAX_ERROR_TERM)
+        slower = load.ttft_p95 / ttft_reference - 1.0
+        slower = 0.0 if slower < 0.0 else slower
+        value += MAX_LATENCY_TERM if slower > MAX_LATENCY_TERM else slower
+    errors = load.error_rate or 0.0
+    value += MAX_ERROR_TERM if errors > MAX_ERROR_TERM else errors
     return value
 
 
 def targets(model: ModelInput, *, static: bool = False) -> dict[str, float]:
     """Each serving pod's target in (0, 1] (1 for every pod when static)."""
-    serving = model.serving
-    if static or model.static:
+    return _targets(model.serving, static=static or model.static)
+
+
+def _targets(serving: tuple[PodInput, ...], *, static: bool) -> dict[str, float]:
+    if static:
         return {p.name: 1.0 for p in serving}
     known = [p for p in serving if p.load.known]
     ttfts = [p.load.ttft_p95 for p in known if p.load.ttft_p95 is not None]
@@ -136,6 +146,8 @@ def targets(model: ModelInput, *, static: bool = False) -> dict[str, float]:
     # and a pod 4x slower than its twin would look only 1.6x slow.
     reference = min(ttfts) if ttfts else None
     out = {p.name: 1.0 / (1.0 + pressure(p.load, p.capacity, reference)) for p in known}
+    if len(out) == len(serving):  # every pod known (the usual case): no neutral share
+        return out
     neutral = statistics.fmean(out.values()) if out else 1.0
     return {p.name: out.get(p.name, neutral) for p in serving}
 
@@ -176,11 +188,18 @@ def _blend(
     rather than at 0 (which would starve it) or at everything."""
     if not previous:
         return dict(target)
-    start = _normalised({k: previous.get(k, target[k]) for k in target})
-    moved = {k: smoothing * start[k] + (1.0 - smoothing) * target[k] for k in target}
-    biggest = max((abs(moved[k] - start[k]) for k in target), default=0.0)
+    # Columns zipped in the keys' order (start is built in target's), not looked up by
+    # key: the same arithmetic, once per pod and interval.
+    start = _normalised({k: previous.get(k, t) for k, t in target.items()})
+    keep = 1.0 - smoothing
+    moved = [smoothing * s + keep * t for s, t in zip(start.values(), target.values(), strict=True)]
+    biggest = max(map(abs, map(operator.sub, moved, start.values())), default=0.0)
     scale = 1.0 if biggest <= max_step else max_step / biggest
-    return {k: max(start[k] + scale * (moved[k] - start[k]), 0.0) for k in target}
+    shares = {}
+    for (k, s), m in zip(start.items(), moved, strict=True):
+        share = s + scale * (m - s)
+        shares[k] = 0.0 if share < 0.0 else share  # max(share, 0.0), without the call
+    return shares
 
 
 def _floored(shares: Mapping[str, float], min_weight: float) -> dict[str, float]:
@@ -217,10 +236,12 @@ def _assemble(
     )
 
 
-def _headroom(model: ModelInput, pod_targets: Mapping[str, float], static: bool) -> float:
-    if static or model.static:
-        return float(sum(p.capacity for p in model.serving))
-    return math.fsum(p.capacity * pod_targets[p.name] for p in model.serving)
+def _headroom(
+    serving: tuple[PodInput, ...], pod_targets: Mapping[str, float], static: bool
+) -> float:
+    if static:
+        return float(sum(p.capacity for p in serving))
+    return math.fsum(p.capacity * pod_targets[p.name] for p in serving)
 
 
 def _step(
@@ -237,14 +258,16 @@ def _step(
     pod_shares: dict[str, dict[str, float]] = {}
     headroom: dict[str, float] = {}
     for model in models:
-        if not model.serving:
+        serving = model.serving
+        if not serving:
             continue
-        pod_targets = targets(model, static=policy.static)
-        fresh = _normalised({p.name: p.capacity * pod_targets[p.name] for p in model.serving})
-        pinned = pins and (policy.static or model.static)
+        static = policy.static or model.static
+        pod_targets = _targets(serving, static=static)
+        fresh = _normalised({p.name: p.capacity * pod_targets[p.name] for p in serving})
+        pinned = pins and static
         before = None if pinned or previous is None else previous.pod_shares.get(model.name)
         pod_shares[model.name] = _blend(before, fresh, smoothing=smoothing, max_step=max_step)
-        headroom[model.name] = _headroom(model, pod_targets, policy.static)
+        headroom[model.name] = _headroom(serving, pod_targets, static)
     model_shares = _blend(
         None if previous is None else previous.model_shares,
         _normalised(headroom),

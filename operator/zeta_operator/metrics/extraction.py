@@ -26,6 +26,7 @@ def samples_by_pod(
     ``by (pod)``), the largest value counts: for load, erring towards busy is the
     safe side."""
     values: dict[str, float] = {}
+    known = values.get
     for sample in result:
         metric = sample.get("metric")
         # Parsed JSON gives dicts: the exact type is asked first, the ABC only otherwise.
@@ -39,12 +40,16 @@ def samples_by_pod(
             stamp = float(stamp)
         except (KeyError, TypeError, ValueError):
             continue
-        if not math.isfinite(value) or value < 0 or now - stamp > max_age:
+        # One chained comparison for finite and non-negative: NaN fails it too.
+        if not 0.0 <= value < _INF or now - stamp > max_age:
             continue
-        previous = values.get(pod)
+        previous = known(pod)
         if previous is None or not previous > value:  # as max(value, previous)
             values[pod] = value
     return values
+
+
+_INF = math.inf
 
 
 def extract(
@@ -55,17 +60,14 @@ def extract(
     max_age: float,
 ) -> dict[str, PodLoad]:
     """The load of every named pod; pods absent from the answers are wholly unknown."""
-    per_signal = [
-        (SIGNALS[signal], samples_by_pod(result, now=now, max_age=max_age))
-        for signal, result in results.items()
-    ]
-    loads: dict[str, PodLoad] = {}
-    for pod in pod_names:
-        fields: dict[str, float | None] = {}
-        for info, values in per_signal:
-            value = values.get(pod)
-            if info.ceiling is not None and value is not None:
-                value = min(value, info.ceiling)
-            fields[info.field] = value
-        loads[pod] = PodLoad(**fields)
-    return loads
+    columns: list[tuple[str, dict[str, float]]] = []
+    for signal, result in results.items():
+        info = SIGNALS[signal]
+        values = samples_by_pod(result, now=now, max_age=max_age)
+        ceiling = info.ceiling
+        if ceiling is not None:  # once per sample here, not once per pod and signal below
+            values = {pod: ceiling if ceiling < v else v for pod, v in values.items()}
+        columns.append((info.field, values))
+    return {
+        pod: PodLoad(**{field: values.get(pod) for field, values in columns}) for pod in pod_names
+    }

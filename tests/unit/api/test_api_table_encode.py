@@ -9,8 +9,11 @@ of range, a name one character too long), so both sides meet every check.
 """
 
 import dataclasses
+import json
 import math
+from collections.abc import Callable
 from typing import TypeVar
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +21,8 @@ from hypothesis import strategies as st
 
 from zeta_api import (
     DEFAULT_MAX_BYTES,
+    TABLE_API_VERSION,
+    TABLE_KIND,
     Balancing,
     Endpoint,
     EndpointLoad,
@@ -32,7 +37,9 @@ from zeta_api import (
     dump_routing_table,
     encode_routing_table,
     parse_routing_table,
+    table_text,
 )
+from zeta_api.dumping import dump
 
 pytestmark = pytest.mark.unit
 T = TypeVar("T")
@@ -190,6 +197,58 @@ def test_encoding_refuses_what_the_parser_refuses(table: RoutingTable) -> None:
         assert parse_routing_table(encoded.text) == parsed
         assert encoded.content_hash == content_hash(table)
         assert encoded.size == len(encoded.text.encode())
+
+
+def _json_text(table: RoutingTable) -> str:
+    """The canonical form as the standard library alone writes it."""
+    doc = {"apiVersion": TABLE_API_VERSION, "kind": TABLE_KIND, **dump(table)}
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(edge_tables())
+def test_the_canonical_text_is_json_s_to_the_byte(table: RoutingTable) -> None:
+    """A faster serialiser may write it, never another text: hashes must not move."""
+    try:
+        expected = _json_text(table)
+    except ValueError:
+        with pytest.raises(TableError, match="JSON cannot carry"):
+            dump_routing_table(table, validate=False)
+        return
+    assert dump_routing_table(table, validate=False) == expected
+
+
+@pytest.mark.parametrize(
+    "weight", [1e-4, 1e-05, 2.5e-07, 1.5e-09, 1e-10, 1e-11, 5e-324, 1e16, 1e22, 123456.789]
+)
+def test_small_and_large_floats_are_spelt_as_json_spells_them(weight: float) -> None:
+    endpoint = Endpoint(address="10.0.0.1:8000", pod="null", weight=weight, capacity=2**64)
+    model = ModelEntry(served_model_name="m", tier=1, weight=weight, endpoints=(endpoint,))
+    table = RoutingTable(
+        router="llm/chat", revision=1, generated_at="2026-01-01T00:00:00Z", models={"m": model}
+    )
+    assert dump_routing_table(table) == _json_text(table)
+    assert encode_routing_table(table).content_hash == content_hash(table)
+
+
+def _verdict(check: Callable[[], None]) -> str | None:
+    try:
+        check()
+    except (TableError, TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(edge_tables())
+def test_endpoints_checked_by_column_or_one_by_one_get_one_verdict(table: RoutingTable) -> None:
+    """Distinct IPv4 addresses let the cross-field rules run a column at a time; the
+    verdict, and the message, must be the endpoint-by-endpoint one."""
+    by_column = _verdict(lambda: table_text._check(table))
+    with mock.patch.object(table_text, "_distinct_ipv4", return_value=False):
+        assert _verdict(lambda: table_text._check(table)) == by_column
 
 
 def test_the_edges_are_met() -> None:
