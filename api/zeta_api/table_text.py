@@ -282,10 +282,9 @@ def _tally(endpoints: tuple[Endpoint, ...], where: str) -> tuple[int, int]:
     """As :func:`_tally_one_by_one`, for addresses known valid and distinct: a column
     at a time, with builtins (thousands of endpoints, no Python call per endpoint)."""
     draining = list(map(_DRAINING, endpoints))
-    positive = list(map(_POSITIVE, map(_WEIGHT, endpoints)))
     for i in itertools.compress(range(len(draining)), draining):
         _check_draining(endpoints[i], where, i)
-    return len(draining) - sum(map(bool, draining)), sum(positive)
+    return len(draining) - sum(draining), sum(map(_POSITIVE, map(_WEIGHT, endpoints)))
 
 
 def _check_draining(ep: Endpoint, where: str, i: int) -> None:

@@ -48,9 +48,11 @@ def bound_figures(
     since: dict[str, float] = {}
     sent = sent_above = 0.0
     previous: dict[str, tuple[float, bool]] = {}  # pod: (requests_total, above) at the last moment
+    last = 0.0
     for t, sampled in sorted(by_t.items()):
         if any(n not in sampled for n in names):
             continue
+        last = t
         loads = {n: sampled[n][0] for n in names}
         mean = sum(loads.values()) / len(names)
         bound = (1 + LOAD_BOUND) * mean
@@ -72,8 +74,7 @@ def bound_figures(
         moments += 1
         worst = max(worst, max(loads.values()) / bound)
         above += bool(over)
-    if moments:  # a pod still above at the last moment: its stretch ends there
-        last = max(by_t)
+    if moments:  # a pod still above at the last whole moment: its stretch ends there
         longest = max([longest, *((last - t) * time_scale for t in since.values())])
     return {
         "bound_max": worst if moments else None,

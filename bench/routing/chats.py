@@ -154,13 +154,13 @@ def generate(
     out: list[tuple[float, int, int, int, int, tuple[tuple[int, int], ...], int, bool]] = []
     t = -lead
     conversation = 0
+    hot = chat.system_prompts - 1  # the longest system prompt
     while True:
         t += rng.expovariate(peak_rate / turns_mean)
         if t >= duration:
             break
         if rng.random() * peak_rate > rate(max(0.0, t)):
             continue
-        hot = chat.system_prompts - 1
         if not chat.hot_share:
             system = rng.randrange(chat.system_prompts)
         elif rng.random() < chat.hot_share:

@@ -17,19 +17,19 @@ def samples(rows: list[tuple[float, list[int], list[int]]]) -> list[dict[str, An
     ]
 
 
+def figures_of(rows: list[tuple[float, list[int], list[int]]]) -> dict[str, Any]:
+    return bound_figures(samples(rows), PODS, time_scale=4.0)
+
+
 def test_requests_sent_to_a_pod_above_its_bound_between_two_moments_count() -> None:
     # Mean 2, bound ceil(1.25 * 2) = 3: p0 at 6 is above it at 0.0 and 0.5, and got 2
     # more requests in between (of 5 in all); at 1.0 it is back within it.
-    figures = bound_figures(
-        samples(
-            [
-                (0.0, [6, 1, 1, 0], [10, 10, 10, 10]),
-                (0.5, [6, 1, 1, 0], [12, 11, 12, 10]),
-                (1.0, [3, 2, 2, 1], [13, 12, 12, 11]),
-            ]
-        ),
-        PODS,
-        time_scale=4.0,
+    figures = figures_of(
+        [
+            (0.0, [6, 1, 1, 0], [10, 10, 10, 10]),
+            (0.5, [6, 1, 1, 0], [12, 11, 12, 10]),
+            (1.0, [3, 2, 2, 1], [13, 12, 12, 11]),
+        ]
     )
     assert figures["bound_sent_above"] == 2 / 8
     assert figures["bound_longest"] == 4.0  # 1 wall s above, at time scale 4
@@ -39,16 +39,12 @@ def test_requests_sent_to_a_pod_above_its_bound_between_two_moments_count() -> N
 def test_a_pod_that_kept_its_load_but_got_nothing_new_was_not_sent_above() -> None:
     # p0 stays above its bound while the others drain, and receives nothing: above it,
     # but not pinned there.
-    figures = bound_figures(
-        samples(
-            [
-                (0.0, [5, 2, 2, 1], [10, 10, 10, 10]),
-                (0.5, [5, 1, 1, 1], [10, 12, 11, 11]),
-                (1.0, [4, 1, 1, 0], [10, 13, 12, 11]),
-            ]
-        ),
-        PODS,
-        time_scale=4.0,
+    figures = figures_of(
+        [
+            (0.0, [5, 2, 2, 1], [10, 10, 10, 10]),
+            (0.5, [5, 1, 1, 1], [10, 12, 11, 11]),
+            (1.0, [4, 1, 1, 0], [10, 13, 12, 11]),
+        ]
     )
     assert figures["bound_sent_above"] == 0.0
     assert figures["bound_longest"] == 4.0  # still above at the last moment: 1 wall s
