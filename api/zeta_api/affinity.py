@@ -63,8 +63,11 @@ class ModelAffinity:
         "Epsilon of the load bound: a pod whose load with this request would exceed "
         "(1 + loadBound) times the model's average (rounded up to whole requests, per "
         "unit of capacity) is never chosen for affinity. Smaller spreads load more "
-        "evenly, larger keeps more requests on their prefix's pod.",
-        default=0.25,
+        "evenly, larger keeps more requests on their prefix's pod. The default, 1 (at "
+        "most twice the average), measured best on long-context sessions: a request "
+        "moved off its prefix's pod prefills its whole history elsewhere, so a tight "
+        "bound adds the load it means to spread.",
+        default=1.0,
         minimum=0,
         maximum=10,
     )

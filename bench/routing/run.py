@@ -591,6 +591,8 @@ def main() -> int:
         for item in args.affinity:
             key, _, value = item.partition("=")
             fields[key] = json.loads(value)
+        # The bound figures judge the bound zeta-affinity declares.
+        affinity.LOAD_BOUND = float(fields.get("loadBound", affinity.LOAD_BOUND))
         system = systems.SYSTEMS["zeta-affinity"]
         systems.SYSTEMS["zeta-affinity"] = replace(
             system,

@@ -44,7 +44,7 @@ def test_an_empty_declaration_takes_the_safe_defaults(spec_doc: Doc) -> None:
     affinity = parse_spec(spec_doc).balancing.affinity
     assert affinity == Affinity()
     assert (affinity.prefix, affinity.session) == (False, False)
-    assert (affinity.block_tokens, affinity.max_blocks, affinity.load_bound) == (64, 64, 0.25)
+    assert (affinity.block_tokens, affinity.max_blocks, affinity.load_bound) == (64, 64, 1.0)
     assert (affinity.session_header, affinity.session_user) == ("x-session-id", True)
     assert (affinity.index_entries, affinity.index_ttl) == (65536, 600.0)
 

@@ -3,6 +3,7 @@
 import json
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -310,12 +311,15 @@ def snapshot(loads: list[float | None], **affinity: object) -> Snapshot:
     return snap
 
 
-def test_a_session_pin_holds_and_moves_when_its_pod_is_over_the_bound_or_ejected() -> None:
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_a_session_pin_holds_and_moves_when_its_pod_is_over_the_bound_or_ejected(
+    replicas: int,
+) -> None:
     snap = snapshot([4.0, 4.0, 4.0, 4.0], session=True)
     model, balancing = snap.models["m"], snap.balancing
     assert model.affinity is not None
     decisions: list[tuple[str, str, str]] = []
-    router = Router(rand=random.Random(0).random, headroom=0.25)
+    router = Router(rand=random.Random(0).random, headroom=0.25, replicas=replicas)
     router.decided = lambda *d: decisions.append(d)
     keys = request_keys({}, {"x-session-id": "s-1"}, model.affinity)
     assert keys is not None
@@ -325,7 +329,11 @@ def test_a_session_pin_holds_and_moves_when_its_pod_is_over_the_bound_or_ejected
         assert router.pick(model, balancing, 1.0 + t, 1, keys=keys) is home
     assert decisions[0][1:] == ("session", "placed")
     assert {d[2] for d in decisions[1:]} == {"hit"}
-    home.reported = 20.0  # over (1 + 0.25) x the average now
+    # Over (1 + 1) x the average now: as a lone gateway counts it, or as reported.
+    if replicas == 1:
+        home.inflight = 20
+    else:
+        home.reported = 20.0
     moved = router.pick(model, balancing, 10.0, 1, keys=keys)
     assert moved is not None
     assert moved is not home
@@ -337,6 +345,29 @@ def test_a_session_pin_holds_and_moves_when_its_pod_is_over_the_bound_or_ejected
     assert again is not moved
     assert again is not home
     assert decisions[-1][2] == "session_moved"
+
+
+def test_a_lone_gateway_bounds_by_its_exact_counts_not_by_stale_reports() -> None:
+    """The report counts requests that ended between the pods' scrape and the table's
+    arrival; a lone gateway knows they ended. Judged on the report, the other pods look
+    busy, the average high, and a pod above the true bound within it."""
+    snap = snapshot([4.0, 6.0, 6.0, 6.0], session=True)
+    model, balancing = snap.models["m"], snap.balancing
+    assert model.affinity is not None
+    decisions: list[tuple[str, str, str]] = []
+    router = Router(rand=random.Random(0).random, headroom=0.25)
+    router.decided = lambda *d: decisions.append(d)
+    keys = request_keys({}, {"x-session-id": "s-1"}, model.affinity)
+    assert keys is not None
+    home = router.pick(model, balancing, 0.0, 1, keys=keys)
+    assert home is not None
+    for pod in model.pods:  # home holds 4 requests, the others none (theirs ended)
+        pod.reported = 4.0 if pod is home else 6.0
+        pod.inflight = pod.inflight_at_report = 4 if pod is home else 0
+    # Truly 4 of 4 requests on home: with one more, over ceil(2 x 5 / 4) = 3.
+    moved = router.pick(model, balancing, 1.0, 1, keys=keys)
+    assert moved is not home
+    assert decisions[-1][1:] == ("session", "session_moved")
 
 
 def test_a_hot_prefix_spreads_once_its_pod_reaches_the_bound() -> None:
