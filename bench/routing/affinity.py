@@ -32,13 +32,18 @@ with two requests on four pods, one pod holding both says nothing about balance.
 
 
 def bound_figures(
-    samples: Sequence[dict[str, Any]], pods: Sequence[Pod], time_scale: float
+    samples: Sequence[dict[str, Any]],
+    pods: Sequence[Pod],
+    time_scale: float,
+    load_bound: float | None = None,
 ) -> dict[str, Any]:
     """Over the sampling moments with every pod sampled and some load: the largest
     ratio of a pod's load to its bound ``(1 + loadBound) * L / n``, the share of moments
     with a pod above ``ceil`` of that bound, the longest a pod stayed above it, in model
     seconds (from the first sample above to the first one not), and the share of all
-    requests sent to a pod between two moments that both found it above."""
+    requests sent to a pod between two moments that both found it above.
+    ``load_bound``: :data:`LOAD_BOUND` unless given."""
+    epsilon = LOAD_BOUND if load_bound is None else load_bound
     by_t: dict[float, dict[str, tuple[float, float]]] = {}
     for s in samples:
         by_t.setdefault(s["t"], {})[s["pod"]] = (s["running"] + s["waiting"], s["requests_total"])
@@ -55,7 +60,7 @@ def bound_figures(
         last = t
         loads = {n: sampled[n][0] for n in names}
         mean = sum(loads.values()) / len(names)
-        bound = (1 + LOAD_BOUND) * mean
+        bound = (1 + epsilon) * mean
         over = {n for n in names if mean >= BUSY and loads[n] > math.ceil(bound)}
         for name in names:
             if name in over:

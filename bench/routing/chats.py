@@ -10,8 +10,10 @@ rate is steady from its first second; their earlier turns are not sent, and a
 conversation's first sent turn finds no history cached, whoever routes it.
 
 The text is filler words drawn from seeds: the same seed gives the same trace, byte for
-byte, for every system. An answer in the history is text of the length the previous
-turn asked for (``max_tokens``), since the systems' pods answer alike in length.
+byte, for every system. An answer in the history is the text the simulated pods generate
+for the previous turn's ``max_tokens`` (they answer every request alike, as a model with
+greedy decoding answers one prompt), so each turn sends back exactly what the pod said,
+as a chat client does; a pod that cached that answer's blocks (vLLM does) hits on it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing.trace import CHARS_PER_TOKEN, lognormal, words
+from zeta_testbed.sim.wire import generated_text
 
 SESSION_HEADER = "x-session-id"
 """The CRD's default ``sessionHeader``: clients that name their conversation send it."""
@@ -85,7 +88,7 @@ class ChatRequest:
     system: int
     system_tokens: int
     history: tuple[tuple[int, int], ...]
-    """(question, answer) tokens of each earlier turn."""
+    """(question tokens, answer ``max_tokens``) of each earlier turn."""
     user_tokens: int
     max_tokens: int
     session: bool
@@ -96,14 +99,15 @@ class ChatRequest:
 
     @property
     def prompt_tokens(self) -> int:
-        return self.system_tokens + sum(q + a for q, a in self.history) + self.user_tokens
+        """As the sim counts them: a token per 4 characters of the messages' contents."""
+        history = sum(q + _answer_tokens(a) for q, a in self.history)
+        return self.system_tokens + history + self.user_tokens
 
     @property
     def new_tokens(self) -> int:
-        """Tokens no cache can hold: the new question, and the last answer (the sim
-        caches prompts only); on a first turn, the question alone (the system prompt is
-        shared)."""
-        return self.user_tokens + (self.history[-1][1] if self.history else 0)
+        """Tokens no cache can hold: the new question (the system prompt is shared, and
+        the history, the last answer with it, was the previous turn's)."""
+        return self.user_tokens
 
     def headers(self) -> dict[str, str]:
         out = {"Content-Type": "application/json"}
@@ -116,7 +120,7 @@ class ChatRequest:
         messages = [{"role": "system", "content": _text(f"s{self.system}", self.system_tokens)}]
         for turn, (question, answer) in enumerate(self.history):
             messages.append({"role": "user", "content": _text(f"q{c}.{turn}", question)})
-            messages.append({"role": "assistant", "content": _text(f"a{c}.{turn}", answer)})
+            messages.append({"role": "assistant", "content": generated_text(answer)})
         messages.append({"role": "user", "content": _text(f"q{c}.{self.turn}", self.user_tokens)})
         return {
             "model": self.model,
@@ -124,6 +128,12 @@ class ChatRequest:
             "max_tokens": self.max_tokens,
             "stream": self.stream,
         }
+
+
+@functools.lru_cache(maxsize=1024)
+def _answer_tokens(max_tokens: int) -> int:
+    """Prompt tokens of an answer sent back: the sim's words run longer than 4 characters."""
+    return -(-len(generated_text(max_tokens)) // CHARS_PER_TOKEN)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -216,12 +226,12 @@ def shape(requests: Sequence[ChatRequest]) -> dict[str, float]:
 
 def ceiling(requests: Sequence[ChatRequest]) -> float:
     """The hit rate of a perfect cache-aware router on this trace, with unbounded caches:
-    each turn finds the previous sent turn's prompt of its conversation cached (the
-    sim caches prompts, not answers), a first sent turn its system prompt."""
+    each turn finds its conversation's last sent turn cached, its prompt and the answer
+    to it, a first sent turn its system prompt."""
     seen: dict[int, int] = {}
     hit = total = 0
     for r in sorted(requests, key=lambda r: r.at):
         total += r.prompt_tokens
         hit += seen.get(r.conversation, r.system_tokens)
-        seen[r.conversation] = r.prompt_tokens
+        seen[r.conversation] = r.prompt_tokens + _answer_tokens(r.max_tokens)
     return hit / total if total else 0.0

@@ -22,10 +22,12 @@ The model (vLLM's ``KVCacheManager`` and ``BlockPool``):
   outlives the many tails that follow it.
 - ``queries`` and ``hits`` are vLLM's ``PrefixCacheStats``: every looked-up prompt's
   length and its cached part, both in tokens.
-
-Only prompt blocks are cached. vLLM also caches full blocks of generated tokens, so its
-follow-up turn can hit on the previous answer; here a follow-up turn hits on everything
-the previous turn's prompt held, the conversation so far.
+- Full blocks of generated tokens are cached too, as vLLM caches them, so a follow-up
+  turn that sends the answer back hits on it. The sim's answer text is known when a
+  sequence is submitted (it generates the same words for every request), so the chain
+  through the answer is hashed then, and its blocks beyond the prompt's join the cache
+  when the sequence finishes (:meth:`PrefixCache.keep`): vLLM caches each as it fills,
+  which differs only while the answer is being generated.
 
 Hashes are Python's built-in ``hash`` (vLLM's ``builtin`` option): salted per process,
 which suits a cache living in one process, and the cheapest; a 64-bit collision faking a
@@ -121,6 +123,16 @@ class PrefixCache:
         hit_tokens = hit * self.block_size
         self.hits += hit_tokens
         return hit_tokens, shared * self.block_size
+
+    def keep(self, blocks: Sequence[int]) -> None:
+        """Cache a finished sequence's answer blocks as free, tail first (so the end of
+        an answer is evicted before its start, and before the prompt released after it).
+        A block another sequence holds is left to it."""
+        held, free = self._held, self._free
+        for block in reversed(blocks):
+            if block not in held:
+                free[block] = None
+                free.move_to_end(block)
 
     def release(self, blocks: Sequence[int]) -> int:
         """Stop holding a sequence's blocks; returns the tokens other sequences still hold."""

@@ -98,6 +98,7 @@ class Sequence:
         "_done_waiter",
         "_progress_waiter",
         "admitted_at",
+        "answer_blocks",
         "arrived_at",
         "blocks",
         "cached_tokens",
@@ -121,11 +122,15 @@ class Sequence:
         finish_reason: FinishReason,
         arrived_at: float,
         blocks: tuple[int, ...] = (),
+        answer_blocks: tuple[int, ...] = (),
         priority: int = 0,
     ) -> None:
         self.id = seq_id
         self.prompt_tokens = prompt_tokens
         self.blocks = blocks
+        self.answer_blocks = answer_blocks
+        """Hashes of the blocks after the prompt's, through the whole answer: cached when
+        the sequence finishes (empty when prefix caching is off)."""
         self.priority = priority
         """vLLM's request priority: lower is served first (priority scheduling only)."""
         """Hashes of the prompt's full blocks; empty when prefix caching is off."""
@@ -335,13 +340,15 @@ class Engine:
         output_tokens: int,
         finish_reason: FinishReason = FinishReason.LENGTH,
         blocks: CollectionSequence[int] = (),
+        answer_blocks: CollectionSequence[int] = (),
         priority: int = 0,
     ) -> Sequence:
         """Queue a sequence that will emit ``output_tokens`` tokens, then end.
 
         ``blocks`` are the chained hashes of its prompt's blocks (``caching.block_hashes``),
-        of which only full blocks within ``prompt_tokens`` count; ignored with prefix
-        caching off.
+        of which only full blocks within ``prompt_tokens`` count; ``answer_blocks`` the
+        chain's next blocks, through the text it will generate, cached once it finishes.
+        Both ignored with prefix caching off.
         """
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must not be negative, got {prompt_tokens}")
@@ -356,6 +363,7 @@ class Engine:
             blocks=()
             if self._cache is None
             else tuple(blocks[: prompt_tokens // self._cache.block_size]),
+            answer_blocks=() if self._cache is None else tuple(answer_blocks),
             priority=priority,
         )
         self._next_id += 1
@@ -494,14 +502,17 @@ class Engine:
                 seq._wake_progress()
         self._generation_tokens_total += emitted
         self._kv_tokens += emitted
+        cache = self._cache
         for seq in finished:
             del running[seq.id]
+            if cache is not None:
+                cache.keep(seq.answer_blocks)  # before the prompt's: evicted before them
             self._release(seq)
             self._finished[seq.finish_reason] += 1
             seq._end(SequenceState.FINISHED, now)
-        if self._cache is not None:
+        if cache is not None:
             # The batch grew by a token each: free cached blocks may have lost their room.
-            self._cache.trim(self._kv_tokens)
+            cache.trim(self._kv_tokens)
 
 
 def _rank(seq: Sequence) -> tuple[int, int]:

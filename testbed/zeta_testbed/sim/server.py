@@ -48,6 +48,7 @@ from zeta_testbed.sim.wire import (
     bad_request,
     completion_body,
     error_response,
+    generated_text,
     json_response,
     parse_generation,
     read_json_object,
@@ -268,13 +269,24 @@ def _submit(state: SimState, gen: Generation) -> Sequence:
         )
         reason = FinishReason.STOP
     block_size = state.engine.block_size
+    blocks: list[int] = []
+    answer: list[int] = []
+    if block_size is not None:
+        counted = gen.prompt_tokens // block_size
+        if isinstance(gen.prompt, str):
+            # One chain over the prompt and the answer it will get: its first blocks are
+            # the prompt's, the rest are cached once the answer is complete, and a next
+            # turn that sends the answer back finds them (see caching's docstring).
+            chain = block_hashes(gen.prompt + generated_text(output_tokens), block_size)
+            blocks, answer = chain[:counted], chain[counted:]
+        else:
+            blocks = block_hashes(gen.prompt, block_size, limit=counted)
     return state.engine.submit(
         prompt_tokens=gen.prompt_tokens,
         output_tokens=output_tokens,
         finish_reason=reason,
-        blocks=()
-        if block_size is None
-        else block_hashes(gen.prompt, block_size, limit=gen.prompt_tokens // block_size),
+        blocks=blocks,
+        answer_blocks=answer,
         priority=gen.priority,
     )
 

@@ -232,7 +232,9 @@ def _usage(seq: Sequence) -> dict[str, int]:
     }
 
 
-def _text(tokens: int) -> str:
+def generated_text(tokens: int) -> str:
+    """The text the sim generates in ``tokens`` tokens: the same for every request, so a
+    client that sends an answer back in its next turn sends exactly this."""
     count = len(_TOKEN_TEXTS)
     return "".join(_TOKEN_TEXTS[i % count] for i in range(tokens))
 
@@ -245,10 +247,10 @@ def completion_body(gen: Generation, seq: Sequence, created: int) -> dict[str, o
         "finish_reason": seq.finish_reason.value,
     }
     if gen.kind == "chat":
-        choice["message"] = {"role": "assistant", "content": _text(seq.generated)}
+        choice["message"] = {"role": "assistant", "content": generated_text(seq.generated)}
         response_id, obj = f"chatcmpl-{uuid.uuid4().hex}", "chat.completion"
     else:
-        choice["text"] = _text(seq.generated)
+        choice["text"] = generated_text(seq.generated)
         response_id, obj = f"cmpl-{uuid.uuid4().hex}", "text_completion"
     return {
         "id": response_id,

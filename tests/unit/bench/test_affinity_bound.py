@@ -18,7 +18,7 @@ def samples(rows: list[tuple[float, list[int], list[int]]]) -> list[dict[str, An
 
 
 def figures_of(rows: list[tuple[float, list[int], list[int]]]) -> dict[str, Any]:
-    return bound_figures(samples(rows), PODS, time_scale=4.0)
+    return bound_figures(samples(rows), PODS, time_scale=4.0, load_bound=0.25)
 
 
 def test_requests_sent_to_a_pod_above_its_bound_between_two_moments_count() -> None:

@@ -120,6 +120,17 @@ class TestPool:
         cache.trim(2 * BLOCK)  # room for two of the three
         assert cache.acquire(blocks, 4 * BLOCK)[0] == 2 * BLOCK
 
+    def test_an_answer_is_kept_and_evicted_before_its_prompt(self):
+        chain = block_hashes(text("a", "b", "c", "d"))
+        prompt, answer = chain[:2], chain[2:]
+        for room, hit in ((8, 4), (3, 3)):  # room for all four free blocks, or three
+            cache = PrefixCache(block_size=BLOCK, capacity_tokens=8 * BLOCK)
+            cache.acquire(prompt, 3 * BLOCK)
+            cache.keep(answer)
+            cache.release(prompt)
+            cache.trim((8 - room) * BLOCK)
+            assert cache.acquire(chain, 5 * BLOCK)[0] == hit * BLOCK  # the answer's tail first
+
 
 class TestEngine:
     async def test_the_same_prefix_again_skips_its_prefill(self, clock):
@@ -317,6 +328,30 @@ class TestOverHttp:
         # The system prompt's rendering fills 9 blocks; the questions part at the 10th.
         assert stats["prefix_cache_hits"] == 9 * BLOCK
         assert stats["prefix_cache_queries"] == sim.state.engine.stats().prompt_tokens_total
+
+    async def test_a_follow_up_turn_hits_on_the_answer_it_sends_back(self, virtual_sim, http):
+        # vLLM caches full blocks of generated tokens: a chat client's next turn repeats
+        # the answer after the prompt that produced it, so the answer is a cached prefix.
+        sim = await virtual_sim()
+        messages: list[dict[str, str]] = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "a first question"},
+        ]
+        body = {"model": "sim-7b", "messages": messages, "max_tokens": 64}
+        async with http.post(f"{sim.url}/v1/chat/completions", json=body) as response:
+            answer = (await response.json())["choices"][0]["message"]["content"]
+        first_prompt = sim.state.engine.stats().prompt_tokens_total
+        before = sim.state.stats_json()["prefix_cache_hits"]
+        messages += [
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "and a second one"},
+        ]
+        async with http.post(f"{sim.url}/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+        hit = sim.state.stats_json()["prefix_cache_hits"] - before
+        # More than the whole first prompt could give: the answer's blocks hit too.
+        assert hit > first_prompt // BLOCK * BLOCK
+        assert hit >= (first_prompt + 64) // BLOCK * BLOCK - 2 * BLOCK
 
     async def test_counters_are_exported_by_vllm_names_and_only_grow(self, virtual_sim, http):
         sim = await virtual_sim()
