@@ -1,4 +1,7 @@
-"""aiohttp's low-level server whose client connections pass a gate and a watchdog.
+"""The admin port's server: aiohttp's, whose client connections pass a gate and a watchdog.
+
+(The traffic port has a server of its own with the same gate and timeouts,
+:mod:`~zeta_sidecar.http_server`.)
 
 :class:`GuardedServer` makes :class:`GuardedHandler`\\ s: each connection is counted in
 by its listener's :class:`~zeta_sidecar.connections.Gate` (or closed at once over a

@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote
 
 import httptools
@@ -87,8 +87,8 @@ class Answer:
     @classmethod
     def of(cls, error: ApiError, *, close: bool = False) -> "Answer":
         """The OpenAI-style answer of ``error``."""
-        headers = [("Content-Type", "application/json"), *error.headers().items()]
-        return cls(error.status, headers, error.body(), close=close)
+        status, headers, body = error.parts()
+        return cls(status, headers, body, close=close)
 
 
 Handler = Callable[["Request"], Awaitable[Answer | None]]
@@ -430,34 +430,52 @@ class Connection(asyncio.Protocol):
             except ConnectionError:  # the client left mid-answer
                 self._abort()
                 return
-            except Exception:
-                logger.exception("error answering %s %s", request.method, request.raw_path)
-                if request.started:
-                    self._abort()
+            except Exception as exc:
+                answer = self._failed(request, exc)
+                if answer is None:
                     return
-                answer = Answer.of(ApiError("Internal server error."), close=True)
-            transport = self.transport
-            if transport is None:
-                return
-            if answer is not None:
-                if answer.close:
-                    self.closing = True
-                transport.write(self._whole(request, answer))
-            elif not request._finished:
-                self._abort()  # an answer left unfinished cannot be framed any more
-                return
-            if self.closing or not request.keep_alive:
-                self._close_after(request)
+            if not self._answered(request, answer):
                 return
             if not self._waiting:
                 break
             request = self._waiting.popleft()
-            if len(self._waiting) < _MAX_WAITING:
-                transport.resume_reading()
+            if len(self._waiting) < _MAX_WAITING and self.transport is not None:
+                self.transport.resume_reading()
         self._task = None
         self._idle_since = self.loop.time()
         if self._bad is not None:
             self._answer_malformed()
+
+    def _failed(self, request: Request, exc: Exception) -> Answer | None:
+        """The answer to a handler's exception: an :class:`ApiError`'s own (the body's 413
+        or 400, say), else a 500, logged; ``None`` once an answer had begun (cut short)."""
+        if not isinstance(exc, ApiError):
+            logger.error("error answering %s %s", request.method, request.raw_path, exc_info=exc)
+        if request.started:
+            self._abort()
+            return None
+        if isinstance(exc, ApiError):
+            return Answer.of(exc)
+        return Answer.of(ApiError("Internal server error."), close=True)
+
+    def _answered(self, request: Request, answer: Answer | None) -> bool:
+        """Write ``answer`` (``None``: the handler streamed its own); whether the connection
+        carries on with the next request."""
+        transport = self.transport
+        if transport is None:
+            return False
+        if answer is not None:
+            if answer.close:
+                self.closing = True
+            transport.write(self._whole(request, answer))
+        elif not request._finished:
+            self._abort()  # an answer left unfinished cannot be framed any more
+            return False
+        if self.closing or not request.keep_alive or not request._complete:
+            # A body left unread (too large, say) is no request to parse on from.
+            self._close_after(request)
+            return False
+        return True
 
     def head(
         self,
@@ -467,7 +485,7 @@ class Connection(asyncio.Protocol):
         framing: tuple[str, str] | None,
     ) -> bytes:
         """An answer's head: status line, ``headers``, framing, ``Date``, ``Connection``."""
-        keep = request.keep_alive and not self.closing
+        keep = request.keep_alive and not self.closing and request._complete
         if not keep:
             self.closing = True
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"]
@@ -541,15 +559,11 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        error = BadRequest(f"Malformed request: {self._bad}")
-        headers = [("Content-Type", "application/json")]
-        body = error.body()
+        body = BadRequest(f"Malformed request: {self._bad}").body()
+        date = self._server.date_line().encode()
         transport.write(
-            f"HTTP/1.1 400 Bad Request\r\nContent-Length: {len(body)}\r\n".encode()
-            + "".join(f"{k}: {v}\r\n" for k, v in headers).encode()
-            + self._server.date_line().encode()
-            + b"Connection: close\r\n\r\n"
-            + body
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%bConnection: close\r\n\r\n%b" % (len(body), date, body)
         )
         transport.close()
 
@@ -677,7 +691,10 @@ class Server:
         left = {c._task for c in self.connections if c._task is not None}
         for conn in list(self.connections):
             if conn.transport is not None:
-                conn.transport.abort()
+                if conn._task is not None:
+                    conn.transport.abort()  # connection_lost cancels the handler
+                else:  # an answer may still be flushing: closed after it
+                    conn.transport.close()
         if left:
             await asyncio.wait(left, timeout=1.0)
 
@@ -691,7 +708,9 @@ def _origin_form(target: str) -> tuple[str, str]:
     if not target.startswith("/"):
         if "://" in target:
             try:
-                url = httptools.parse_url(target.encode("utf-8", "surrogateescape"))
+                # Any: httptools' stubs say bytes, but a part the URL lacks is None (and
+                # compiled code would check the stubs' word).
+                url: Any = httptools.parse_url(target.encode("utf-8", "surrogateescape"))
             except httptools.HttpParserInvalidURLError:
                 return target, target
             path = (url.path or b"/").decode("utf-8", "surrogateescape")
