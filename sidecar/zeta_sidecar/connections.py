@@ -214,6 +214,16 @@ class Gate:
             for phase, seconds in (("head", limits.head_timeout), ("body", limits.body_timeout))
         }
 
+    def enter(self, loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> str:
+        """The client address of a new connection, counted in; ``""`` when it is refused
+        (and closed)."""
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if not self.admit(loop, client):
+            transport.close()
+            return ""
+        return client
+
     def admit(self, loop: asyncio.AbstractEventLoop, client: str) -> bool:
         """Count a new connection in, or refuse it (counted and logged): False."""
         limits = self.limits

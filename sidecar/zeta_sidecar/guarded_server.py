@@ -66,11 +66,9 @@ class GuardedHandler(RequestHandler):
         self._body_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         loop = self._loop
-        if not self._gate.admit(loop, client):
-            transport.close()
+        client = self._gate.enter(loop, transport)
+        if not client:
             return
         self._admitted = self._counted = True
         self._client = client
