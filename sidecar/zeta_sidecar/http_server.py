@@ -105,6 +105,7 @@ class Request:
         "_conn",
         "_error",
         "_finished",
+        "_head",
         "_limit",
         "_pieces",
         "_size",
@@ -155,6 +156,7 @@ class Request:
         """An answer's head has gone out (an interim 100 does not count)."""
         self._chunked = False
         self._finished = False
+        self._head = b""  # a streamed answer's head, sent with its first piece
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -213,8 +215,9 @@ class Request:
     async def start(
         self, status: int, headers: list[tuple[str, str]], *, length: int | None = None
     ) -> None:
-        """Send the head of an answer whose body follows by :meth:`write`; chunked unless
-        ``length`` is given (an HTTP/1.0 client's then runs to the close)."""
+        """Begin an answer whose body follows by :meth:`write`; chunked unless ``length``
+        is given (an HTTP/1.0 client's then runs to the close). The head leaves with the
+        first piece of the body, in one segment."""
         conn = self._conn
         transport = conn.transport
         if transport is None or transport.is_closing():
@@ -229,7 +232,7 @@ class Request:
             framing = None
             conn.closing = True
         self.started = True
-        transport.write(conn.head(self, status, headers, framing))
+        self._head = conn.head(self, status, headers, framing)
 
     async def write(self, data: bytes) -> None:
         """Send a piece of the body; waits while the client's socket is full."""
@@ -239,8 +242,11 @@ class Request:
         transport = conn.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client left")
+        head, self._head = self._head, b""
         if self._chunked:
-            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            transport.write(b"%b%x\r\n%b\r\n" % (head, len(data), data))
+        elif head:
+            transport.write(head + data)
         else:
             transport.write(data)
         if conn.paused:
@@ -252,8 +258,13 @@ class Request:
             return
         self._finished = True
         transport = self._conn.transport
-        if self._chunked and transport is not None and not transport.is_closing():
-            transport.write(_CHUNKED_EOF)
+        if transport is None or transport.is_closing():
+            return
+        head, self._head = self._head, b""
+        if self._chunked:
+            transport.write(head + _CHUNKED_EOF)
+        elif head:
+            transport.write(head)
 
 
 class Connection(asyncio.Protocol):
