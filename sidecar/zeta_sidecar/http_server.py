@@ -534,6 +534,7 @@ class Connection(asyncio.Protocol):
             transport.close()
             return
         self._stopped = True  # bytes still coming are dropped unparsed
+        self._body = None  # answered: no body timeout (nor 408) for what is dropped
         transport.resume_reading()
         transport.write_eof()
         self.loop.call_later(_LINGER, transport.close)
