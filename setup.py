@@ -24,6 +24,7 @@ HOT_MODULES = (
     "forwarding",
     "framing",
     "headers",
+    "http_server",
     "picking",
     "pods",
     "proxy",

@@ -19,7 +19,12 @@ Installs what it lacks (``apt-get install wrk nginx``; ``vllm-router`` from PyPI
 three minutes with the defaults. Loopback only. Writes a markdown table to stdout and
 ``bench/results/proxy_overhead.md``.
 
-Usage: ``python bench/proxy_overhead.py [--seconds 4] [--connections 32] [--rounds 3]``
+``--baseline DIR`` also serves the sidecar of another checkout (``DIR``'s packages, its
+extensions built in place, e.g. main's) beside this one, loaded in turn like every other
+target: a change's before and after in one run.
+
+Usage: ``python bench/proxy_overhead.py [--seconds 4] [--connections 32] [--rounds 3]
+[--baseline DIR]``
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from zeta_testbed.sidecar import sidecar_argv
 
 RESULTS = ROOT / "bench" / "results" / "proxy_overhead.md"
 PURE_NAME = "zeta-sidecar (pure Python)"
+BASELINE_NAME = "zeta-sidecar (baseline)"
 
 CHAT_BODY = json.dumps(
     {
@@ -278,7 +284,9 @@ def _median_row(name: str, results: list[tuple[WrkResult, WrkResult, tuple[float
     return Row(name, lat, load, (med([r[2][0] for r in results]), med([r[2][1] for r in results])))
 
 
-def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  # one linear script
+def run(  # noqa: PLR0915  # one linear script
+    seconds: int, connections: int, rounds: int, baseline: Path | None = None
+) -> str:
     ensure_tools()
     workdir = Path(tempfile.mkdtemp(prefix="zeta-proxy-bench-"))
     procs = Processes(workdir)
@@ -341,6 +349,7 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  #
         form = sidecar_form()
         pure = start_pure_sidecar(procs, table) if form.startswith("compiled") else None
         pure_port = pure[0] if pure else 0
+        base = start_baseline_sidecar(procs, table, baseline) if baseline else None
 
         router_note = ""
         vr_sse_port = free_port()
@@ -394,6 +403,9 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  #
                     "bench-sse",
                 )
             )
+        if base:
+            url = f"http://127.0.0.1:{base[0]}/v1/chat/completions"
+            targets.append((BASELINE_NAME, url, url, "bench-sse"))
         if not router_note:
             targets.append(
                 (
@@ -409,6 +421,8 @@ def run(seconds: int, connections: int, rounds: int) -> str:  # noqa: PLR0915  #
         }
         if pure:
             pids[PURE_NAME] = pure[1]
+        if base:
+            pids[BASELINE_NAME] = base[1]
         cpu_us: dict[str, list[float]] = {}
         for _, url, _, _ in targets:
             wrk(url, script, connections=connections, seconds=1)  # warm-up: pools, caches
@@ -452,6 +466,25 @@ def start_pure_sidecar(procs: Processes, table: Path) -> tuple[int, int]:
     pure = procs.start("proxy-zeta-sidecar-pure", argv, PROXY_CPU, env={"ZETA_PURE_PYTHON": "1"})
     wait_http(f"http://127.0.0.1:{admin_port}/readyz", pure)
     return port, pure.process.pid
+
+
+def start_baseline_sidecar(procs: Processes, table: Path, checkout: Path) -> tuple[int, int]:
+    """The sidecar of another checkout (its packages first on ``PYTHONPATH``); its port and
+    PID, for a before-and-after in the same run."""
+    port, admin_port = free_port(), free_port()
+    argv = sidecar_argv(
+        ("--table-file", str(table)), port=port, admin_port=admin_port,
+        extra=("--log-level", "WARNING", "--workers", "1"),
+    )  # fmt: skip
+    path = ":".join(str(checkout / p) for p in ("api", "operator", "sidecar", "testbed"))
+    form = subprocess.run(
+        [argv[0], "--version"], capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": path},
+    ).stdout.strip()  # fmt: skip
+    log(f"baseline {checkout}: {form}")
+    child = procs.start("proxy-zeta-sidecar-baseline", argv, PROXY_CPU, env={"PYTHONPATH": path})
+    wait_http(f"http://127.0.0.1:{admin_port}/readyz", child)
+    return port, child.process.pid
 
 
 def sidecar_form() -> str:
@@ -500,8 +533,10 @@ def report(
         f"{rounds} rounds over all targets in turn, medians reported. "
         "zeta-sidecar with its full routing path (parse, model rewrite, weighted P2C, retry "
         f"budget, metrics); uvloop: {uvloop}; form: {form}"
-        + (f", and the same forced to pure Python ({PURE_NAME!r})." if PURE_NAME in by_name
-           else "."),
+        + (f", and the same forced to pure Python ({PURE_NAME!r})" if PURE_NAME in by_name
+           else "")
+        + (f"; {BASELINE_NAME!r}: another checkout's sidecar (--baseline)."
+           if BASELINE_NAME in by_name else "."),
         "",
         _row("path", "added p50", "added p99", "req/s on 1 core", "streaming TTFB p50 (added)",
              "TTFB p99 (added)", "errors"),
@@ -562,7 +597,7 @@ def report(
         for name, values in cpu_us.items():
             lines.append(_row(name, *(f"{v:.1f}" for v in values),
                               f"{statistics.median(values):.1f}"))  # fmt: skip
-        for name in ("zeta-sidecar", PURE_NAME):
+        for name in ("zeta-sidecar", PURE_NAME, BASELINE_NAME):
             if name in cpu_us and peer.name in cpu_us:
                 each = ", ".join(
                     f"{b / a:.2f}x" for a, b in zip(cpu_us[name], cpu_us[peer.name], strict=True)
@@ -570,7 +605,7 @@ def report(
                 lines.append(
                     f"\n{name}: requests per CPU-second / {peer.name}'s, per round: {each}."
                 )
-        for name in ("zeta-sidecar", PURE_NAME):
+        for name in ("zeta-sidecar", PURE_NAME, BASELINE_NAME):
             if name in per_round:
                 each = ", ".join(
                     f"{a / b:.2f}x" for a, b in zip(per_round[name], per_round[peer.name],
@@ -592,6 +627,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=4, help="seconds per wrk run (<= 30)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets (<= 9)")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose sidecar is served beside this one"
+    )
     args = parser.parse_args()
     if not 1 <= args.seconds <= 30:
         parser.error("--seconds must be 1..30")
@@ -599,7 +637,7 @@ def main() -> int:
         parser.error("--rounds must be 1..9")
     if (os.cpu_count() or 1) < 2:
         parser.error("needs 2 cores: one for the proxy, one for wrk and the backends")
-    text = run(args.seconds, args.connections, args.rounds)
+    text = run(args.seconds, args.connections, args.rounds, args.baseline)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     print(text)

@@ -51,8 +51,10 @@ I/O at the edges:
 - :mod:`~zeta_sidecar.fd_limits`: the open-files limit, and the connection cap from it;
 - :mod:`~zeta_sidecar.cpu_quota`: the CPUs the container may use (``--workers``' default);
 - :mod:`~zeta_sidecar.connections`: client connection caps per listener (a gate);
-- :mod:`~zeta_sidecar.guarded_server`: aiohttp's server behind a gate, with head and body
-  timeouts;
+- :mod:`~zeta_sidecar.http_server`: the traffic port's HTTP/1.1 server (llhttp on an
+  asyncio protocol) behind a gate, with head, body and idle timeouts;
+- :mod:`~zeta_sidecar.guarded_server`: the admin port's: aiohttp's server behind a gate,
+  with the same timeouts;
 - :mod:`~zeta_sidecar.admin`: the admin port: metrics, health, readiness, the table;
 - :mod:`~zeta_sidecar.app`: the traffic server and the gateway's lifetime; both runners;
 - :mod:`~zeta_sidecar.group_admin`: a worker group's admin port, asking every worker;

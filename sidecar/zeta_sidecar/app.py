@@ -1,28 +1,25 @@
 """Wiring: the traffic server around one :class:`Gateway`, and both ports' runners.
 
-The traffic port is served by aiohttp's low-level server: four routes, dispatched by
-:func:`traffic_handler` without an ``Application`` and its router (about a third of the
-proxy's CPU per request went to them). Its runner, :class:`TrafficRunner`, carries the
+The traffic port is served by our own HTTP/1.1 server (:mod:`~zeta_sidecar.http_server`;
+aiohttp's cost about 40 us of CPU per request): four routes, dispatched by
+:func:`traffic_handler`. Its runner, :class:`TrafficRunner`, carries the
 gateway's lifetime: the upstream connection pool, the table source and the prober start
 before it serves and stop after it; it cancels handlers of clients that disconnect. The
 admin port is :mod:`~zeta_sidecar.admin`'s. Serve both with :func:`runners`: each port's
 connections pass a gate of their own (caps: :mod:`~zeta_sidecar.connections`; head and
-body timeouts: :mod:`~zeta_sidecar.guarded_server`), so a flood of slow clients on the
+body timeouts: :mod:`~zeta_sidecar.http_server`'s, the admin port's
+:mod:`~zeta_sidecar.guarded_server`'s), so a flood of slow clients on the
 traffic port leaves the admin port answering.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from typing import cast
 
 import aiohttp
-from aiohttp import hdrs, web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import HttpVersion11
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
+from aiohttp import web
 
 from zeta_sidecar.admin import AdminRunner, admin_app
 from zeta_sidecar.configmap_source import watch_configmap
@@ -31,7 +28,7 @@ from zeta_sidecar.errors import BodyTooLarge, ExpectationFailed, MethodNotAllowe
 from zeta_sidecar.fd_limits import default_max_connections
 from zeta_sidecar.file_source import watch_file
 from zeta_sidecar.gateway import Gateway
-from zeta_sidecar.guarded_server import GuardedServer
+from zeta_sidecar.http_server import Answer, Handler, Request, Server
 from zeta_sidecar.kube_credentials import load_connection
 from zeta_sidecar.proxy import completions, models
 from zeta_sidecar.upstream import Connections
@@ -48,31 +45,29 @@ _MODELS = "/v1/models"
 _POST = ("POST",)
 _GET = ("GET", "HEAD")
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
-
-def _not_allowed(request: web.BaseRequest, allow: tuple[str, ...]) -> web.Response:
-    message = f"Method {request.method} is not allowed for {request.rel_url.raw_path}."
-    return MethodNotAllowed(message, allow=allow).response()
+def _not_allowed(request: Request, allow: tuple[str, ...]) -> Answer:
+    message = f"Method {request.method} is not allowed for {request.raw_path}."
+    return Answer.of(MethodNotAllowed(message, allow=allow))
 
 
 def traffic_handler(gateway: Gateway) -> Handler:
     """The OpenAI API on ``--port``: ``POST`` completions and embeddings, ``GET /v1/models``.
 
-    As aiohttp's ``Application`` router would: ``Expect`` answered (:func:`_expect`),
+    As aiohttp's ``Application`` router did: ``Expect`` answered (:func:`_expect`),
     paths matched decoded (``%2F`` kept), ``HEAD`` with ``GET``; anything else is a 404 or
     a 405 (with ``Allow``), with an OpenAI-style body as every other error here.
     """
     limit = gateway.settings.max_body_bytes
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        if request.headers.get(hdrs.EXPECT):
-            refusal = await _expect(request, limit)
+    async def handle(request: Request) -> Answer | None:
+        if "Expect" in request.headers:
+            refusal = _expect(request, limit)
             if refusal is not None:
                 # Labelled as the proxy labels requests refused before their model is read.
                 gateway.metrics.request("unknown", "", "", refusal.status)
                 return refusal
-        path = request.rel_url.path_safe
+        path = request.path
         if path in _COMPLETIONS:
             if request.method == "POST":
                 return await completions(gateway, request)
@@ -81,14 +76,12 @@ def traffic_handler(gateway: Gateway) -> Handler:
             if request.method in _GET:
                 return await models(gateway, request)
             return _not_allowed(request, _GET)
-        return UnknownRoute(
-            f"Invalid URL ({request.method} {request.rel_url.raw_path})."
-        ).response()
+        return Answer.of(UnknownRoute(f"Invalid URL ({request.method} {request.raw_path})."))
 
     return handle
 
 
-async def _expect(request: web.BaseRequest, limit: int) -> web.Response | None:
+def _expect(request: Request, limit: int) -> Answer | None:
     """Answer ``Expect``: ``100 Continue`` only when the declared body is within ``limit``.
 
     A declared ``Content-Length`` over ``limit`` gets its 413 instead (the client need not
@@ -96,29 +89,31 @@ async def _expect(request: web.BaseRequest, limit: int) -> web.Response | None:
     the connection, since the body the client holds back would otherwise be read as the
     next request. HTTP/1.0 has no ``Expect`` (RFC 9110, 10.1.1): ignored.
     """
-    if request.version != HttpVersion11:
+    if not request.http11:
         return None
-    expect = request.headers.get(hdrs.EXPECT, "")
-    refusal: web.Response
+    expect = request.headers.get("Expect", "")
     if expect.lower() != "100-continue":
         refusal = ExpectationFailed(
             f"Unsupported Expect header {expect[:64]!r}: only 100-continue is supported."
-        ).response()
-    elif (length := request.content_length) is not None and length > limit:
-        refusal = BodyTooLarge(
-            f"Request body of {length} bytes is over the limit of {limit}."
-        ).response()
-    else:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # an interim answer: a final one may still follow
-        await request.writer.drain()
-        return None
-    refusal.force_close()
-    return refusal
+        )
+        return Answer.of(refusal, close=True)
+    length = request.content_length
+    if length is not None and length > limit:
+        too_large = BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
+        return Answer.of(too_large, close=True)
+    request.send_continue()
+    return None
 
 
 class TrafficRunner(web.BaseRunner):
-    """Serves :func:`traffic_handler`; the gateway's resources live as long as it."""
+    """Serves :func:`traffic_handler` on :class:`~zeta_sidecar.http_server.Server`; the
+    gateway's resources live as long as it.
+
+    An aiohttp runner still, for its sites (``TCPSite`` binds with ``SO_REUSEPORT`` and
+    the backlog asked for) and its drain sequence (listener closed, ``pre_shutdown``,
+    ``shutdown`` with the grace period), which call the server only as a protocol factory
+    and through those two methods.
+    """
 
     def __init__(self, gateway: Gateway, *, shutdown_timeout: float) -> None:
         super().__init__(shutdown_timeout=shutdown_timeout)
@@ -130,7 +125,6 @@ class TrafficRunner(web.BaseRunner):
         """Nothing to announce: the handlers see ``gateway.draining``."""
 
     async def _make_server(self) -> web.Server:
-        loop = asyncio.get_running_loop()
         gateway = self.gateway
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(_client_session(gateway))
@@ -138,19 +132,6 @@ class TrafficRunner(web.BaseRunner):
             await stack.enter_async_context(_running(source, "zeta-table-source"))
             await stack.enter_async_context(_running(gateway.probe_ejected(), "zeta-prober"))
             self._resources = stack.pop_all()
-        limit = gateway.settings.max_body_bytes
-
-        def make_request(
-            message: RawRequestMessage,
-            payload: StreamReader,
-            protocol: RequestHandler,
-            writer: AbstractStreamWriter,
-            task: "asyncio.Task[None]",
-        ) -> web.BaseRequest:
-            return web.BaseRequest(
-                message, payload, protocol, writer, task, loop, client_max_size=limit
-            )
-
         settings = gateway.settings
         limits = Limits(
             max_connections=settings.max_connections or default_max_connections(),
@@ -168,14 +149,15 @@ class TrafficRunner(web.BaseRunner):
             limits.body_timeout,
             settings.idle_timeout,
         )
-        return GuardedServer(
+        server = Server(
             traffic_handler(gateway),
             gate,
-            request_factory=make_request,
-            handler_cancellation=True,
-            access_log=None,
-            keepalive_timeout=settings.idle_timeout,
+            max_body=settings.max_body_bytes,
+            idle_timeout=settings.idle_timeout,
+            loop=asyncio.get_running_loop(),
         )
+        # Not an aiohttp Server, but all the runner and its sites call of one.
+        return cast(web.Server, server)
 
     async def _cleanup_server(self) -> None:
         if self._gate is not None:

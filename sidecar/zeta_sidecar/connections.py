@@ -9,26 +9,25 @@ and the kubelet's probes.
   :class:`ThrottledLog`). At the overall cap, a keep-alive connection idle for a head
   timeout or more is closed to make room first: idle connections cannot lock new
   clients out. The connections themselves, and their timeouts, are
-  :mod:`~zeta_sidecar.guarded_server`'s.
+  :mod:`~zeta_sidecar.http_server`'s (traffic) and :mod:`~zeta_sidecar.guarded_server`'s
+  (admin).
 """
 
 import asyncio
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from zeta_sidecar.errors import RequestTimeout
 
-if TYPE_CHECKING:
-    from zeta_sidecar.guarded_server import GuardedHandler
-
 __all__ = [
     "ADMIN_MAX_CONNECTIONS",
     "LOG_EVERY",
     "ConnectionMetrics",
+    "Evictable",
     "Gate",
     "Limits",
     "ThrottledLog",
@@ -67,6 +66,14 @@ class Limits:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be positive and finite")
+
+
+class Evictable(Protocol):
+    """A connection a :class:`Gate` may close to make room (either port's)."""
+
+    def evict(self) -> bool:
+        """Close the connection if it waits between requests (no head begun); whether so."""
+        ...
 
 
 class ThrottledLog:
@@ -157,7 +164,7 @@ class Gate:
         self._per_client: dict[str, int] = {}
         # Connections seen idle by their watchdog, oldest first; some may be busy again
         # (checked when one is needed): kept up to date without a hook per request.
-        self._idle: dict[GuardedHandler, None] = {}
+        self._idle: dict[Evictable, None] = {}
         self._evicted = metrics.connections_evicted.labels(name)
         self._refused: dict[str, Counter] = {
             cap: metrics.connections_refused.labels(name, cap)
@@ -207,6 +214,16 @@ class Gate:
             for phase, seconds in (("head", limits.head_timeout), ("body", limits.body_timeout))
         }
 
+    def enter(self, loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> str:
+        """The client address of a new connection, counted in; ``""`` when it is refused
+        (and closed)."""
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if not self.admit(loop, client):
+            transport.close()
+            return ""
+        return client
+
     def admit(self, loop: asyncio.AbstractEventLoop, client: str) -> bool:
         """Count a new connection in, or refuse it (counted and logged): False."""
         limits = self.limits
@@ -222,11 +239,11 @@ class Gate:
         self.open += 1
         return True
 
-    def idle(self, handler: "GuardedHandler") -> None:
+    def idle(self, handler: Evictable) -> None:
         """Note a connection waiting between requests: the first to close at the cap."""
         self._idle[handler] = None
 
-    def forget(self, handler: "GuardedHandler") -> None:
+    def forget(self, handler: Evictable) -> None:
         self._idle.pop(handler, None)
 
     def _evict_idle(self, loop: asyncio.AbstractEventLoop, client: str) -> bool:
@@ -265,9 +282,7 @@ class Gate:
 
 
 def _timeout_answer(error: RequestTimeout) -> bytes:
-    response = error.response()
-    body = response.body
-    assert isinstance(body, bytes)
+    body = error.body()
     head = (
         f"HTTP/1.1 {error.status} Request Timeout\r\n"
         f"Content-Type: application/json\r\n"

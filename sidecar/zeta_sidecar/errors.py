@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+_JSON = ("Content-Type", "application/json")
+
+
 class ApiError(Exception):
     """An error the proxy answers itself, OpenAI-style."""
 
@@ -70,14 +73,16 @@ class ApiError(Exception):
         """The JSON body of the answer."""
         return error_body(self.message, kind=self.kind, code=self.code, param=self.param)
 
+    def parts(self) -> tuple[int, list[tuple[str, str]], bytes]:
+        """(status, headers, body) of the answer, for either port's server to wrap: the
+        traffic port's :class:`~zeta_sidecar.http_server.Answer`, aiohttp's
+        :meth:`response` on the admin port."""
+        return self.status, [_JSON, *self.headers().items()], self.body()
+
     def response(self) -> web.Response:
-        """The HTTP answer."""
-        return web.Response(
-            status=self.status,
-            body=self.body(),
-            content_type="application/json",
-            headers=self.headers(),
-        )
+        """The answer as aiohttp's (the admin port)."""
+        status, headers, body = self.parts()
+        return web.Response(status=status, body=body, headers=headers)
 
 
 class BadRequest(ApiError):

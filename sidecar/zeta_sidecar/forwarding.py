@@ -8,13 +8,12 @@ admission queue when it ends. The first answer that stands is handed to a
 :class:`~zeta_sidecar.relay.Relay`.
 """
 
-from aiohttp import web
-
 from zeta_api import Timeouts
 from zeta_sidecar.affinity_keys import Keys
 from zeta_sidecar.errors import ApiError, NoHealthyPod, UpstreamFailed, UpstreamTimeout
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.headers import request_head, upstream_headers
+from zeta_sidecar.http_server import Answer, Request
 from zeta_sidecar.limits import Usage
 from zeta_sidecar.pods import ModelPods, Pod
 from zeta_sidecar.relay import Relay
@@ -26,7 +25,7 @@ _RETRY_STATUSES = frozenset({502, 503})
 
 
 async def forward(
-    request: web.BaseRequest,
+    request: Request,
     gw: Gateway,
     *,
     snapshot: Snapshot,
@@ -38,13 +37,14 @@ async def forward(
     usage: Usage | None,
     explained: tuple[str, str] | None,
     keys: Keys | None = None,
-) -> web.StreamResponse:
+) -> Answer | None:
     """Send ``payload`` to a pod of ``model`` (``name``: what the client asked for) and
     relay its answer; ``queued``: admitted from the queue, so its room is passed on;
-    ``keys``: the request's affinity keys, if the model has affinity."""
+    ``keys``: the request's affinity keys, if the model has affinity. ``None``: the
+    answer went out as a stream."""
     balancing = snapshot.balancing
     headers = upstream_headers(request.headers)
-    path = request.rel_url.raw_path_qs
+    path = request.target
     gw.budget.request(start)
     tries = 1 + balancing.retry.attempts
     failed: Pod | None = None
@@ -71,7 +71,7 @@ async def forward(
         finally:
             pod.inflight -= 1
             gw.admission.wake(model.name)  # a request ended: room for a waiter, maybe
-        if isinstance(answer, web.StreamResponse):
+        if not isinstance(answer, tuple):
             return answer
         failed, (error, retry) = pod, answer
         if not retry:
@@ -81,11 +81,11 @@ async def forward(
     if error is None:
         error = NoHealthyPod(f"Model {model.name!r} has no healthy pod.")
     gw.metrics.request(name, model.name, failed.name if failed else "", error.status)
-    return error.response()
+    return Answer.of(error)
 
 
 async def _try_pod(
-    request: web.BaseRequest,
+    request: Request,
     gw: Gateway,
     model: ModelPods,
     pod: Pod,
@@ -99,7 +99,7 @@ async def _try_pod(
     usage: Usage | None,
     explained: tuple[str, str] | None,
     may_retry: bool,
-) -> web.StreamResponse | tuple[ApiError, bool]:
+) -> Answer | tuple[ApiError, bool] | None:
     """One try on ``pod``: its answer relayed, or why it failed and whether another pod
     may be tried. A function of its own because mypyc compiles no ``continue`` or
     ``break`` inside ``try``/``finally``, which the retry loop would need."""

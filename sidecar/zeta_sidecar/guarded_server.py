@@ -1,4 +1,7 @@
-"""aiohttp's low-level server whose client connections pass a gate and a watchdog.
+"""The admin port's server: aiohttp's, whose client connections pass a gate and a watchdog.
+
+(The traffic port has a server of its own with the same gate and timeouts,
+:mod:`~zeta_sidecar.http_server`.)
 
 :class:`GuardedServer` makes :class:`GuardedHandler`\\ s: each connection is counted in
 by its listener's :class:`~zeta_sidecar.connections.Gate` (or closed at once over a
@@ -63,11 +66,9 @@ class GuardedHandler(RequestHandler):
         self._body_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         loop = self._loop
-        if not self._gate.admit(loop, client):
-            transport.close()
+        client = self._gate.enter(loop, transport)
+        if not client:
             return
         self._admitted = self._counted = True
         self._client = client

@@ -4,9 +4,9 @@ Pure functions over header multidicts. The client's ``Host`` is not forwarded ei
 the pod's address comes only from the routing table, and :func:`request_head` writes
 ``Host`` (and ``Content-Length``) for it. Body framing (``Content-Length``,
 ``Transfer-Encoding``) is set again by whoever writes the body, :func:`request_head`
-towards the pod and aiohttp's response towards the client, so both are dropped, and so
-is ``Expect`` (the sidecar answers it). A pod's ``Server`` and ``Date`` stay behind:
-aiohttp writes its own.
+towards the pod and the traffic server (:mod:`~zeta_sidecar.http_server`) towards the
+client, so both are dropped, and so is ``Expect`` (the sidecar answers it). A pod's
+``Server`` and ``Date`` stay behind: the traffic server writes its own ``Date``.
 """
 
 from collections.abc import Iterable, Mapping
@@ -76,8 +76,8 @@ def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, s
 def request_head(path: str, address: str, length: int, headers: Iterable[tuple[str, str]]) -> bytes:
     """The head of a ``POST`` to a pod, ready to write.
 
-    ``headers`` must already be filtered (:func:`upstream_headers`); aiohttp refuses
-    CR and LF in incoming header values, so none can smuggle a header in. Values are
+    ``headers`` must already be filtered (:func:`upstream_headers`); llhttp refuses
+    CR, LF and NUL in incoming header values, so none can smuggle a header in. Values are
     re-encoded as they came (UTF-8, undecodable bytes kept as they were).
     """
     lines = "".join(f"{k}: {v}\r\n" for k, v in headers)

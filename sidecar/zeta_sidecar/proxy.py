@@ -7,14 +7,12 @@ the estimate's inputs; :mod:`~zeta_sidecar.bodies`), resolve the model
 classify and admit it (rate limits, shedding, the admission queue), then
 :func:`~zeta_sidecar.forwarding.forward` it. Anything refused here is an OpenAI-style
 error answered at once. A client that disconnects cancels the handler (the traffic
-server has ``handler_cancellation``), which closes the upstream connection, so the pod
+server, :mod:`~zeta_sidecar.http_server`, does), which closes the upstream connection, so the pod
 stops generating.
 """
 
 import asyncio
 from collections.abc import Mapping
-
-from aiohttp import web
 
 from zeta_api import PriorityClass, QueueTimeoutStatus, Strategy
 from zeta_sidecar.admission import QueueFull
@@ -30,6 +28,7 @@ from zeta_sidecar.errors import (
 )
 from zeta_sidecar.forwarding import forward
 from zeta_sidecar.gateway import Gateway
+from zeta_sidecar.http_server import Answer, Request
 from zeta_sidecar.limits import BYTES_PER_TOKEN, TenantLimits, Usage
 from zeta_sidecar.pods import ModelPods
 from zeta_sidecar.table_store import Snapshot, VirtualModel
@@ -55,15 +54,18 @@ def _explain(
     return ("x-zeta-complexity", why)
 
 
-async def models(gw: Gateway, request: web.BaseRequest) -> web.Response:
+_JSON = ("Content-Type", "application/json")
+
+
+async def models(gw: Gateway, request: Request) -> Answer:
     """``GET /v1/models``: the table's models and virtual models."""
     snapshot = gw.store.current
     if snapshot is None:
-        return NoHealthyPod("No routing table is loaded yet.").response()
-    return web.Response(body=snapshot.models_json, content_type="application/json")
+        return Answer.of(NoHealthyPod("No routing table is loaded yet."))
+    return Answer(200, [_JSON], snapshot.models_json)
 
 
-async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamResponse:
+async def completions(gw: Gateway, request: Request) -> Answer | None:
     """``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``."""
     start = gw.clock()
     label = _UNKNOWN
@@ -76,10 +78,7 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
         length = request.content_length
         if length is not None and length > limit:
             raise BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise BodyTooLarge(f"Request body is over the limit of {limit} bytes.") from None
+        raw = await request.read()  # BodyTooLarge past the limit, BadRequest if malformed
         if len(raw) > _LARGE_BODY_BYTES:
             # Parsing holds the event loop (~5 ms per MiB; no JSON parser lets go of the
             # GIL): large bodies take turns, and the requests waiting meanwhile run between
@@ -122,7 +121,7 @@ async def completions(gw: Gateway, request: web.BaseRequest) -> web.StreamRespon
         gw.metrics.admission(name, cls.name, tenant, "queued" if queued else "admitted")
     except ApiError as exc:
         gw.metrics.request(label, "", "", exc.status)
-        return exc.response()
+        return Answer.of(exc)
     return await forward(
         request, gw, snapshot=snapshot, model=chosen, name=name, payload=payload,
         start=start, queued=queued, usage=usage, explained=explained,

@@ -17,12 +17,11 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from zeta_api import Timeouts
 from zeta_sidecar.errors import ApiError, UpstreamFailed, UpstreamTimeout, sse_error_event
 from zeta_sidecar.gateway import Gateway
 from zeta_sidecar.headers import downstream_headers
+from zeta_sidecar.http_server import Answer, Request
 from zeta_sidecar.limits import Usage
 from zeta_sidecar.pods import ModelPods, Pod
 from zeta_sidecar.upstream import Exchange
@@ -44,7 +43,7 @@ is still a clean 502); longer ones are relayed piece by piece."""
 class Relay:
     """One pod's answer to one client request, and whom to tell how it went."""
 
-    request: web.BaseRequest
+    request: Request
     gw: Gateway
     name: str
     """The model the client asked for (its metric label)."""
@@ -58,8 +57,9 @@ class Relay:
     explained: tuple[str, str] | None
     """An answer header saying why the request went where it went, if asked for."""
 
-    async def answer(self) -> web.StreamResponse:
-        """Pass the answer through: whole if plain, chunk by chunk if an event stream."""
+    async def answer(self) -> Answer | None:
+        """Pass the answer through: whole if plain, chunk by chunk if an event stream
+        (then ``None``: it went out)."""
         exchange, gw = self.exchange, self.gw
         status = exchange.status
         if status >= 500:
@@ -81,13 +81,14 @@ class Relay:
         except ConnectionError as exc:
             return self._refused(UpstreamFailed(f"Pod answer cut: {exc}"))
         if not exchange.complete:
-            return await self._pieces(data)
+            await self._pieces(data)
+            return None
         if self.usage is not None:
             self.usage.seen(data)
         self._done(status, None)  # a plain answer's first byte is its last
-        return web.Response(status=status, body=data, headers=self._headers())
+        return Answer(status, self._headers(), data)
 
-    async def _pieces(self, first: bytes) -> web.StreamResponse:
+    async def _pieces(self, first: bytes) -> None:
         """A plain answer too long to hold: relayed as it comes, never whole in memory.
 
         Its status and headers are gone once the first piece is: a failure after that can
@@ -95,18 +96,15 @@ class Relay:
         promised, or no final chunk), and the pod is counted as failed.
         """
         request, exchange, usage = self.request, self.exchange, self.usage
-        response = web.StreamResponse(status=exchange.status, headers=self._headers())
-        if exchange.content_length is not None:
-            response.content_length = exchange.content_length
-        await response.prepare(request)
+        await request.start(exchange.status, self._headers(), length=exchange.content_length)
         chunk = first
         try:
             while chunk:
-                await response.write(chunk)
+                await request.write(chunk)
                 if usage is not None:
                     usage.seen(chunk)
                 chunk = await exchange.readany(self.timeouts.idle)
-            await response.write_eof()
+            await request.write_eof()
         except (TimeoutError, ConnectionError) as exc:
             if request.transport is None or request.transport.is_closing():
                 raise ConnectionResetError("the client left") from exc
@@ -115,11 +113,10 @@ class Relay:
             if request.transport is not None:
                 request.transport.abort()  # the only honest end of a half-sent answer
             self._count(502)
-            return response
+            return
         self._done(exchange.status, None)
-        return response
 
-    async def _stream(self) -> web.StreamResponse:
+    async def _stream(self) -> Answer | None:
         request, exchange, usage, gw = self.request, self.exchange, self.usage, self.gw
         # The first chunk is awaited before anything goes to the client: headers and first
         # event leave together, and a pod failing before it still gets a clean 502/504.
@@ -130,8 +127,7 @@ class Relay:
         except ConnectionError as exc:
             return self._refused(UpstreamFailed(f"Pod stream failed: {exc}"))
         ttfb = gw.clock() - self.start
-        response = web.StreamResponse(status=exchange.status, headers=self._headers())
-        await response.prepare(request)
+        await request.start(exchange.status, self._headers())
         held = b""  # the start of an event not yet complete: it waits for its end
         try:
             while chunk:
@@ -139,22 +135,22 @@ class Relay:
                     usage.seen(chunk)
                 chunk, held = whole_events(held, chunk)
                 if chunk:
-                    await response.write(chunk)
+                    await request.write(chunk)
                 chunk = await exchange.readany(self.timeouts.idle)
             if held:
-                await response.write(held)  # a stream that ends without its last blank line
-            await response.write_eof()
+                await request.write(held)  # a stream that ends without its last blank line
+            await request.write_eof()
         except TimeoutError:
             gw.failed(self.pod)
-            await _end_with_error(response, "The pod went silent mid-stream.", "upstream_timeout")
+            await _end_with_error(request, "The pod went silent mid-stream.", "upstream_timeout")
         except ConnectionError as exc:
             if request.transport is None or request.transport.is_closing():
                 raise  # the client left; the handler ends, the upstream connection is closed
             gw.failed(self.pod)
             logger.warning("stream from %s cut after its first byte: %s", self.pod.name, exc)
-            await _end_with_error(response, f"The pod's stream was cut: {exc}", "upstream_failed")
+            await _end_with_error(request, f"The pod's stream was cut: {exc}", "upstream_failed")
         self._done(exchange.status, ttfb)
-        return response
+        return None
 
     def _headers(self) -> list[tuple[str, str]]:
         headers = downstream_headers(self.exchange.headers)
@@ -165,11 +161,11 @@ class Relay:
     def _count(self, status: int) -> None:
         self.gw.metrics.request(self.name, self.model.name, self.pod.name, status)
 
-    def _refused(self, error: ApiError) -> web.Response:
+    def _refused(self, error: ApiError) -> Answer:
         """The pod failed before the client had a byte: a clean error answer."""
         self.gw.failed(self.pod)
         self._count(error.status)
-        return error.response()
+        return Answer.of(error)
 
     def _done(self, status: int, ttfb: float | None) -> None:
         """The answer is over (a stream's perhaps with an error event): count it."""
@@ -191,9 +187,9 @@ def whole_events(held: bytes, chunk: bytes) -> tuple[bytes, bytes]:
     return data[:end], data[end:]
 
 
-async def _end_with_error(response: web.StreamResponse, message: str, code: str) -> None:
+async def _end_with_error(request: Request, message: str, code: str) -> None:
     # Only whole events were relayed (see Relay._stream), so this one starts clean.
     # The client may be gone too: then there is nobody left to tell.
     with contextlib.suppress(ConnectionError):
-        await response.write(sse_error_event(message, code=code))
-        await response.write_eof()
+        await request.write(sse_error_event(message, code=code))
+        await request.write_eof()
