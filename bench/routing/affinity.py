@@ -238,56 +238,62 @@ def verdicts(scenarios: Sequence[Scenario], summaries: Sequence[dict[str, Any]])
 ANALYSIS = (
     "## What the run shows, and why",
     "",
-    "Written by hand from the run of 2026-11-30 21:33-21:53 UTC (2 seeds, load average "
-    "0.4-0.8: the machine was quiet but for a helper's edits) and the single-seed "
-    "experiments before it. A rerun regenerates the tables and checks above, not this text.",
+    "Written by hand from the run of 2026-11-30 22:18-22:38 UTC (2 seeds, a quiet machine "
+    "but for a helper's edits), the run before it (21:33-21:53, the same sidecar on a sim "
+    "that cached prompts only) and single-seed experiments. A rerun regenerates the "
+    "tables and checks above, not this text.",
     "",
-    "- **What changed since the last run (17:58 UTC), both in the sidecar:** (1) a gateway "
-    "that is its model's only one (`gatewayReplicas` 1, one worker) judges the load bound "
-    "on its own in-flight counts, which are then the pods' load, exact and fresh. Before, "
-    "it used the reported load plus its sends since, as the saturation rule does; the "
-    "report still counts requests that ended between the pods' scrape and the table's "
-    "arrival, on every pod, so the average the bound is taken from ran high, and a pod "
-    "above the true bound could look within it (0.8-1.9 % of the hot-prefix run's "
-    "requests went to such pods). Unit test: `test_a_lone_gateway_bounds_by_its_exact_"
-    "counts_not_by_stale_reports`. (2) `loadBound` defaults to 1 (at most twice the "
-    "average) instead of 0.25.",
-    "- **Why a looser bound, measured** (seed 1, exact counts, Zeta with affinity against "
-    "load only in the same run): `loadBound` 0.25 hit 67.5 % (hot prefix 64.5 %), 0.5 hit "
-    "72.1 % (hot 75.2 %, three replicas 62.2 %), 1 hit 75.2 % (hot 76.9 %, three replicas "
-    "72.4 %), every one with p99 TTFT below load only's and no request sent above the "
-    "bound. A turn moved off its conversation's pod prefills its whole history on "
-    "another: on long contexts a tight bound creates the prefill load it is meant to "
-    "spread. With the bound at 0.25 a fifth of the decisions were moves (19-23 %); at 1, "
-    "4-8 % with one gateway and 9-11 % with three.",
-    "- **Long-context sessions (`affinity`): hit rate 76.2 % against load only's 39.4 % "
-    "(1.93x): the 2x target is not met, by 0.07x; a perfect router would reach 2.01x on "
-    "this trace (79.3 %), so Zeta takes 92 % of all there is to take and 96 % of the "
-    "ceiling.** Load only hits the system prompts, which every pod holds, and the turns "
-    "that land where their conversation was. What is left: the first turn of each "
-    "conversation the trace sends (11 % of requests) and the moves. The sim caches "
-    "prompts only; vLLM also caches the blocks of generated tokens, so each follow-up "
-    "turn would find the previous answer cached as well, which raises the ceiling for "
-    "every router that follows conversations; that is not modelled.",
-    "- **Mean TTFT 56 % lower than load only (0.32 against 0.74 s), p99 0.82x (2.56 "
-    "against 3.13 s), SLO attainment 0.97-0.98 against 0.92-0.94: met.**",
-    "- **Three gateway replicas: 69.0 % against 76.2 %, 9 % apart: met, narrowly** (16 % "
+    "- **What changed since the 17:58 run.** In the sidecar: (1) a gateway that is its "
+    "model's only one (`gatewayReplicas` 1, one worker) judges the load bound on its own "
+    "in-flight counts, which are then the pods' load, exact and fresh. Before, it used the "
+    "reported load plus its sends since; the report still counts requests that ended "
+    "between the pods' scrape and the table's arrival, on every pod, so the average the "
+    "bound is taken from ran high and a pod above the true bound could look within it "
+    "(0.8-1.9 % of the hot-prefix requests went to such pods). Unit test: "
+    "`test_a_lone_gateway_bounds_by_its_exact_counts_not_by_stale_reports`. (2) "
+    "`loadBound` defaults to 1 (at most twice the average) instead of 0.25. In the sim: "
+    "(3) full blocks of generated tokens are cached, as vLLM caches them, and the trace's "
+    "follow-up turns send back the answer the pod gave (the sim answers every request "
+    "alike, like a model decoding greedily), so a turn can hit on the previous answer; "
+    "before, answers were never cached, which held every router's hits below vLLM's. "
+    "Unit tests: `test_a_follow_up_turn_hits_on_the_answer_it_sends_back`, "
+    "`test_an_answer_is_kept_and_evicted_before_its_prompt`.",
+    "- **Why a looser bound, measured** (seed 1, exact counts, prompt-only sim): "
+    "`loadBound` 0.25 hit 67.5 % (hot prefix 64.5 %), 0.5 hit 72.1 % (hot 75.2 %, three "
+    "replicas 62.2 %), 1 hit 75.2 % (hot 76.9 %, three replicas 72.4 %), each with p99 "
+    "TTFT below load only's. A turn moved off its conversation's pod prefills its whole "
+    "history on another: on long contexts a tight bound creates the prefill load it is "
+    "meant to spread. At 0.25 a fifth of the decisions were moves (19-23 %); at 1, 4-5 % "
+    "with one gateway and 8-11 % with three.",
+    "- **Long-context sessions (`affinity`): hit rate 80.7 % against load only's 37.4 % "
+    "(2.16x): met.** A perfect router would reach 82.6 % (2.21x); Zeta takes 96 % of what "
+    "there is to take. The run before, on the prompt-only sim, measured 76.2 % against "
+    "39.4 % (1.93x of a possible 2.01x): the ratio is the trace's as much as the router's, "
+    "since load only already hits the system prompts every pod holds.",
+    "- **Mean TTFT 67 % lower than load only (0.28 against 0.83 s); p99 0.91x (3.17 "
+    "against 3.50 s): met, on the medians.** Per seed the p99 went 2.73 against 4.09 s "
+    "and 3.61 against 2.91 s: one seed's tail was worse, and round robin's p99 (2.77 s) "
+    "is below both Zeta systems' here. Affinity concentrates work (the busiest pod's worst "
+    "moment 1.6x its bound, against 1.2x for load only) and the tail pays for it in some runs.",
+    "- **Three gateway replicas: 73.8 % against 80.7 %, 9 % apart: met, narrowly** (16 % "
     "at `loadBound` 0.25). Each replica keeps its own index and sees the pods' load "
-    "through its own sends; with fewer moves there are fewer turns that a replica that "
-    "did not see the move sends back to the conversation's old pod.",
-    "- **Hot prefix (the longest system prompt opens 80 % of conversations): no request "
-    "sent to a pod above `ceil(2 x mean)` in either seed, as for load only: met.** Hit "
-    "rate 1.80x load only's, mean TTFT 0.41x, p99 0.63x. The placement is by the whole "
-    "opening (system prompt and first question), so a shared system prompt alone does not "
-    "send its conversations to one pod.",
-    "- **Short chats under long shared system prompts (`affinity-chat`, shown): 80.9 % "
-    "against 58.0 % (1.40x) of a possible 1.47x; mean TTFT 0.54x; p99 1.08x (2.46 against "
-    "2.29 s; per seed 3.10 against 2.85 and 1.82 against 1.73).** On this trace the looser "
-    "bound costs a little tail: the system prompts are 44 % of the prompt tokens and are "
-    "cached everywhere, so a move costs little and a busier pod costs more. An admin with "
-    "such traffic can set `loadBound` 0.25 (1.35x and p99 0.83x in the 17:58 run).",
+    "through its own sends; with fewer moves, fewer turns reach a replica that did not "
+    "see their conversation move.",
+    "- **Hot prefix (the longest system prompt opens 80 % of conversations): hit rate "
+    "1.84x load only's, mean TTFT 0.32x, p99 0.53x; one request in 330 (seed 2; none in "
+    "seed 1) counted as sent to a pod above `ceil(2 x mean)`: not met, read strictly.** "
+    "That pod was at 11 requests with the bound at 10 at one sample and at 8 with the "
+    "bound at 7 half a second later, while the pods drained (their total from 19 to 14); "
+    "the gateway's count admits a request only within the bound at the moment it "
+    "sends, and a moment when the others still held more lies between those samples. "
+    "The benchmark's samples cannot tell that moment from the ones it sees. The longest "
+    "a pod stayed above: 4.0 model s (one wall second), load only 2.0.",
+    "- **Short chats under long shared system prompts (`affinity-chat`, shown): 83.2 % "
+    "against 54.6 % (1.52x) of a possible 1.65x; mean TTFT 0.40x; p99 0.59x.** The "
+    "system prompts are 41 % of the prompt tokens and are cached on every pod whatever "
+    "the routing: no router can double load only's hit rate on such a trace.",
     "- **vllm-router's `cache_aware`** at its defaults hits no more than round robin on "
-    "any of these traces (37.5 % long-context, 58.7 % short chats).",
+    "any of these traces (41.2 % long-context, 56.0 % short chats).",
     "- **The index's memory** (`bench/affinity_index.py`, "
     "[affinity_index.md](affinity_index.md)): over 100,000 requests at 20x the chat "
     "scenario's rate the prefix index filled its 65,536-entry bound and stayed there, "
