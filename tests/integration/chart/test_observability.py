@@ -178,8 +178,9 @@ def observed(
     # Affinity on, so the cache-aware panels (decisions, index, hit rate) have data; with
     # loadBound 0, so that every pod gets traffic, the failing one too (the ejection
     # panels need it): at the default, 1, the few conversations of this mix may all be
-    # placed on other pods, and in two runs of three the ejection and hit-rate panels
-    # stayed empty (not yet understood for the hit rate: see the stop's note).
+    # placed on other pods, and in two runs of three the ejection panels stayed empty
+    # (and then the hit-rate panel too: while the test waited for the others, the
+    # operator's 10 s rate window slid past the traffic).
     router["spec"].setdefault("balancing", {})["affinity"] = {
         "prefix": True,
         "session": True,
