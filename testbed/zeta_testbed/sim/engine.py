@@ -37,7 +37,7 @@ replace with virtual time.
 import asyncio
 import enum
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Sequence as CollectionSequence
 from dataclasses import dataclass
@@ -85,6 +85,10 @@ class FinishReason(enum.StrEnum):
 
 
 _FINAL_STATES = frozenset({SequenceState.FINISHED, SequenceState.CANCELLED, SequenceState.ABORTED})
+
+SPANS_KEPT = 100_000
+"""How many ended sequences' spans the engine remembers (16 bytes of floats each, about
+7 MB with the tuples): a benchmark run's worth, read back after it."""
 
 
 class Sequence:
@@ -278,6 +282,7 @@ class Engine:
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
         self._steps = 0
+        self._spans: deque[tuple[float, float]] = deque(maxlen=SPANS_KEPT)
 
     @property
     def slowdown(self) -> float:
@@ -374,6 +379,24 @@ class Engine:
             idle.set_result(None)
         return seq
 
+    def now(self) -> float:
+        """The engine's clock, which its sequences' timestamps are on."""
+        return self._clock()
+
+    def spans(self, since: float = float("-inf")) -> list[tuple[float, float | None]]:
+        """``(arrived, left)`` of each sequence that arrived at ``since`` or later, in
+        order of leaving, those still waiting or running last with ``left`` None: the
+        engine's load (running plus waiting) at any moment is the spans open then. Only
+        the last :data:`SPANS_KEPT` ended ones are remembered."""
+        ended: list[tuple[float, float | None]] = [s for s in self._spans if s[0] >= since]
+        held = (*self._waiting.values(), *self._running.values())
+        open_ = sorted(q.arrived_at for q in held if q.arrived_at >= since)
+        return ended + [(arrived, None) for arrived in open_]
+
+    def _end(self, seq: Sequence, state: SequenceState, now: float) -> None:
+        self._spans.append((seq.arrived_at, now))
+        seq._end(state, now)
+
     def cancel(self, seq: Sequence) -> bool:
         """Remove a sequence whose consumer went away; frees its slot at once.
 
@@ -388,7 +411,7 @@ class Engine:
         else:
             return False
         self._cancelled += 1
-        seq._end(SequenceState.CANCELLED, self._clock())
+        self._end(seq, SequenceState.CANCELLED, self._clock())
         return True
 
     def abort_all(self) -> None:
@@ -397,7 +420,7 @@ class Engine:
         for seq in self._running.values():
             self._release(seq)
         for seq in (*self._waiting.values(), *self._running.values()):
-            seq._end(SequenceState.ABORTED, now)
+            self._end(seq, SequenceState.ABORTED, now)
             self._aborted += 1
         self._waiting.clear()
         self._running.clear()
@@ -509,7 +532,7 @@ class Engine:
                 cache.keep(seq.answer_blocks)  # before the prompt's: evicted before them
             self._release(seq)
             self._finished[seq.finish_reason] += 1
-            seq._end(SequenceState.FINISHED, now)
+            self._end(seq, SequenceState.FINISHED, now)
         if cache is not None:
             # The batch grew by a token each: free cached blocks may have lost their room.
             cache.trim(self._kv_tokens)

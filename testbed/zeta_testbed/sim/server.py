@@ -8,6 +8,9 @@ Routes:
 - ``GET /v1/models``, ``GET /health``, ``GET /metrics``.
 - ``GET|POST|DELETE /admin/faults`` (see ``faults``) and ``GET /admin/stats`` (request
   outcomes, the engine's gauges, and the prefix cache's queries and hits in tokens).
+- ``GET /admin/spans?since=T``: when each request arrived in the engine and left it, on
+  the engine's clock (``time.monotonic``, shared by the processes of one machine), with
+  that clock's ``now``: a benchmark rebuilds each pod's exact load over time from them.
 - ``POST /reset_prefix_cache``: vLLM's (dev-mode) route, so a benchmark can start each
   system on cold caches; 409 while sequences run.
 
@@ -397,6 +400,17 @@ async def _stats(request: web.Request) -> web.Response:
     return json_response(request.app[STATE].stats_json())
 
 
+async def _spans(request: web.Request) -> web.Response:
+    try:
+        since = float(request.query.get("since", "-inf"))
+    except ValueError:
+        return bad_request(
+            "since must be a number (seconds on the engine's clock)", param="since"
+        ).response()
+    engine = request.app[STATE].engine
+    return json_response({"now": engine.now(), "spans": engine.spans(since)})
+
+
 async def _reset_prefix_cache(request: web.Request) -> web.Response:
     if request.app[STATE].engine.reset_prefix_cache():
         return web.Response(status=200)
@@ -449,6 +463,7 @@ def create_app(
     app.router.add_post("/admin/faults", _post_faults)
     app.router.add_delete("/admin/faults", _delete_faults)
     app.router.add_get("/admin/stats", _stats)
+    app.router.add_get("/admin/spans", _spans)
     app.router.add_post("/reset_prefix_cache", _reset_prefix_cache)
     app.cleanup_ctx.append(_engine_lifetime)
     app.on_shutdown.append(_abort_in_flight)

@@ -124,6 +124,26 @@ class TestQueueing:
         assert clock.now - before == pytest.approx(0.015 + 0.200)
 
 
+class TestSpans:
+    async def test_spans_rebuild_the_load_finished_cancelled_and_still_held(self, clock):
+        engine = make_engine(clock, capacity=1)
+        a = engine.submit(prompt_tokens=0, output_tokens=1)  # finishes in the first step
+        clock.now = 1.0
+        b = engine.submit(prompt_tokens=0, output_tokens=1)  # waits, then is cancelled
+        c = engine.submit(prompt_tokens=0, output_tokens=5)  # still waiting at the end
+        await engine.step()
+        engine.cancel(b)
+        assert engine.spans() == [
+            (0.0, a.finished_at),
+            (1.0, b.finished_at),
+            (1.0, None),
+        ]
+        assert a.finished_at == pytest.approx(1.015)  # one step of one sequence, from 1.0
+        assert engine.spans(since=0.5) == [(1.0, b.finished_at), (1.0, None)]
+        assert c.state is SequenceState.WAITING
+        assert engine.now() == clock.now
+
+
 class TestCancellation:
     async def test_cancelling_a_running_sequence_frees_its_slot_at_once(self, clock):
         engine = make_engine(clock, capacity=1)

@@ -193,6 +193,20 @@ class TestRawHttp:
         assert samples[("vllm:time_to_first_token_seconds_count", None)] == 2
         assert samples[("vllm:e2e_request_latency_seconds_count", None)] == 2
 
+    async def test_admin_spans_say_when_each_request_arrived_and_left(self, sim, http):
+        async with http.get(f"{sim.url}/admin/spans") as response:
+            before = (await response.json())["now"]
+        body = {"model": "sim-7b", "prompt": "hi", "max_tokens": 2}
+        async with http.post(f"{sim.url}/v1/completions", json=body) as response:
+            assert response.status == 200
+        async with http.get(f"{sim.url}/admin/spans", params={"since": before}) as response:
+            got = await response.json()
+        [(arrived, left)] = got["spans"]
+        assert before <= arrived < left <= got["now"]
+        async with http.get(f"{sim.url}/admin/spans", params={"since": "soon"}) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["param"] == "since"
+
     async def test_admin_stats(self, sim, http):
         body = {"model": "sim-7b", "prompt": "hi", "max_tokens": 1}
         async with http.post(f"{sim.url}/v1/completions", json=body) as response:
