@@ -225,6 +225,12 @@ def affinity_decisions(admins: Sequence[str]) -> dict[str, float]:
     return counts
 
 
+def pod_spans(pods: Sequence[systems.Pod], since: float) -> dict[str, list[Any]]:
+    """Each pod's requests that arrived since ``since`` (this machine's monotonic clock,
+    which the sims' engines keep): ``[arrived, left]``, ``left`` null while still held."""
+    return {p.name: _http("GET", f"{p.url}/admin/spans?since={since!r}")["spans"] for p in pods}
+
+
 def cache_counters(pods: Sequence[systems.Pod]) -> dict[str, list[int]]:
     """Each pod's prefix-cache [queries, hits] so far, in tokens."""
     out: dict[str, list[int]] = {}
@@ -358,6 +364,7 @@ def run_one(
         records, samples, table = asyncio.run(go())
         router_cpu = systems.cpu_seconds(running) - cpu_before
         cache_after = cache_counters(pods)
+        spans = pod_spans(pods, started) if scenario.chat is not None else {}
         decisions = affinity_decisions(running.admin)
     finally:
         systems.stop(running, procs)
@@ -369,6 +376,7 @@ def run_one(
         "settle_before": round(settled, 1),
         "router_cpu": round(router_cpu, 2),
         "samples": [asdict(s) for s in samples],
+        "spans": spans,
         "table": table,
         "decisions": decisions,
         "cache": {
@@ -414,7 +422,11 @@ def summarise(
     if scenario.classes:
         row.update(classes.breakdown(records, scenario))
     if scenario.chat is not None:
-        row.update(affinity.bound_figures(info.get("samples", []), pods, scenario.time_scale))
+        # Every system is judged by the bound zeta-affinity declares.
+        bound = affinity.declared_bound(systems.SYSTEMS["zeta-affinity"].affinity)
+        spans = info.get("spans", {})
+        row["load_bound"] = bound
+        row.update(affinity.bound_figures(spans, pods, scenario.time_scale, bound))
     return row
 
 
@@ -591,8 +603,6 @@ def main() -> int:
         for item in args.affinity:
             key, _, value = item.partition("=")
             fields[key] = json.loads(value)
-        # The bound figures judge the bound zeta-affinity declares.
-        affinity.LOAD_BOUND = float(fields.get("loadBound", affinity.LOAD_BOUND))
         system = systems.SYSTEMS["zeta-affinity"]
         systems.SYSTEMS["zeta-affinity"] = replace(
             system,
