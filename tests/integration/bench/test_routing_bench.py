@@ -83,6 +83,10 @@ def test_affinity_short_form_writes_its_report(tmp_path: Path) -> None:
     assert all(r["ttft"] is not None for r in sent)  # every turn streams
     info = json.loads((records / "affinity.zeta-affinity.1.info.json").read_text())
     assert any(key.endswith("/hit") for key in info["decisions"])  # affinity decided
+    # The load bound is judged on the pods' own spans: every request reached a pod once.
+    [row] = [r for r in summary if r["system"] == "zeta-affinity"]
+    assert row["sent"] == len(sent)
+    assert row["bound_sent_above"] is not None
 
 
 def test_affinity_index_short_form_stays_within_its_bound(tmp_path: Path) -> None:
