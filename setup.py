@@ -31,6 +31,7 @@ HOT_MODULES = (
     "relay",
     "routing",
     "table_store",
+    "tallies",
     "upstream",
 )
 """The sidecar modules compiled by mypyc; bench/README.md says what they pay, and why
