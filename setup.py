@@ -19,6 +19,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HOT_MODULES = (
+    "admission",
     "bodies",
     "complexity",
     "forwarding",
@@ -29,13 +30,15 @@ HOT_MODULES = (
     "pods",
     "proxy",
     "relay",
+    "resilience",
     "routing",
     "table_store",
+    "tallies",
+    "traffic",
     "upstream",
 )
 """The sidecar modules compiled by mypyc; bench/README.md says what they pay, and why
-others (``admission``, ``limits``, ``resilience``, ``traffic``, ``gateway``, ``metrics``...)
-stay pure."""
+others (``limits``, ``gateway``, ``metrics``...) stay pure."""
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "sidecar" / "zeta_sidecar"
 

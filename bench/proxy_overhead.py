@@ -443,9 +443,15 @@ def run(  # noqa: PLR0915  # one linear script
     finally:
         procs.stop_all()
     per_round = {name: [r[1].rps for r in results] for name, results in runs.items()}
+    # Each round's p50, p99 (wrk -c1) and first streamed byte p50, for the added figures
+    # per round: one round's noise hits every target of that round alike.
+    latency_rounds = {
+        name: [(r[0].p50, r[0].p99, r[2][0]) for r in results] for name, results in runs.items()
+    }
     return report(
         rows, seconds=seconds, connections=connections, rounds=rounds, uvloop=uvloop,
         note=router_note, form=form, per_round=per_round, cpu_us=cpu_us,
+        latency_rounds=latency_rounds,
     )  # fmt: skip
 
 
@@ -517,6 +523,7 @@ def report(
     form: str,
     per_round: dict[str, list[float]],
     cpu_us: dict[str, list[float]],
+    latency_rounds: dict[str, list[tuple[float, float, float]]] | None = None,
 ) -> str:
     direct = rows[0]
     by_name = {r.name: r for r in rows}
@@ -586,6 +593,8 @@ def report(
             if name != direct.name:
                 lines.append(_row(name, *(f"{v:,.0f}" for v in values),
                                   f"{max(values) / min(values):.2f}x"))  # fmt: skip
+        if latency_rounds is not None and direct.name in latency_rounds:
+            lines += _added_per_round(latency_rounds, direct.name, peer.name, rounds)
         lines += [
             "",
             f"CPU time of the proxy per request under wrk -c{connections} (us; all its threads; "
@@ -620,6 +629,44 @@ def report(
     if note:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+def _added_per_round(
+    rounds_of: dict[str, list[tuple[float, float, float]]], direct: str, peer: str, rounds: int
+) -> list[str]:
+    """Added p50, p99 and first streamed byte per round (each round's figure minus
+    direct's in that round), and zeta-sidecar's added p50 and first byte / the peer's."""
+    base = rounds_of[direct]
+
+    def added(name: str) -> list[tuple[float, float, float]]:
+        return [
+            (p50 - d50, p99 - d99, ttfb - dttfb)
+            for (p50, p99, ttfb), (d50, d99, dttfb) in zip(rounds_of[name], base, strict=True)
+        ]
+
+    lines = [
+        "",
+        "Added latency per round (ms; minus direct's in the same round): p50 / p99 (wrk -c1)"
+        " / streaming first byte p50:",
+        "",
+        _row("path", *(f"round {i + 1}" for i in range(rounds))),
+        _row(*["---"] * (rounds + 1)),
+    ]
+    for name in rounds_of:
+        if name != direct:
+            cells = (f"{a * 1e3:+.3f} / {b * 1e3:+.3f} / {c * 1e3:+.3f}" for a, b, c in added(name))
+            lines.append(_row(name, *cells))
+    if "zeta-sidecar" in rounds_of and peer in rounds_of:
+        ours, theirs = added("zeta-sidecar"), added(peer)
+        p50 = ", ".join(f"{a[0] / max(1e-6, b[0]):.2f}x" for a, b in zip(ours, theirs, strict=True))
+        ttfb = ", ".join(
+            f"{a[2] / max(1e-6, b[2]):.2f}x" for a, b in zip(ours, theirs, strict=True)
+        )
+        lines += [
+            "",
+            f"zeta-sidecar / {peer}, per round: added p50 {p50}; streaming first byte {ttfb}.",
+        ]
+    return lines
 
 
 def main() -> int:

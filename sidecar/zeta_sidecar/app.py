@@ -2,14 +2,15 @@
 
 The traffic port is served by our own HTTP/1.1 server (:mod:`~zeta_sidecar.http_server`;
 aiohttp's cost about 40 us of CPU per request): four routes, dispatched by
-:func:`traffic_handler`. Its runner, :class:`TrafficRunner`, carries the
-gateway's lifetime: the upstream connection pool, the table source and the prober start
-before it serves and stop after it; it cancels handlers of clients that disconnect. The
-admin port is :mod:`~zeta_sidecar.admin`'s. Serve both with :func:`runners`: each port's
-connections pass a gate of their own (caps: :mod:`~zeta_sidecar.connections`; head and
-body timeouts: :mod:`~zeta_sidecar.http_server`'s, the admin port's
-:mod:`~zeta_sidecar.guarded_server`'s), so a flood of slow clients on the
-traffic port leaves the admin port answering.
+:func:`~zeta_sidecar.proxy.traffic_handler` (compiled with the rest of the hot path). Its
+runner, :class:`TrafficRunner`, carries the gateway's lifetime: the upstream connection
+pool, the table source and the prober start before it serves and stop after it; it
+cancels handlers of clients that disconnect. The admin port is
+:mod:`~zeta_sidecar.admin`'s. Serve both with :func:`runners`: each port's connections
+pass a gate of their own (caps: :mod:`~zeta_sidecar.connections`; head and body
+timeouts: :mod:`~zeta_sidecar.http_server`'s, the admin port's
+:mod:`~zeta_sidecar.guarded_server`'s), so a flood of slow clients on the traffic port
+leaves the admin port answering.
 """
 
 import asyncio
@@ -24,90 +25,25 @@ from aiohttp import web
 from zeta_sidecar.admin import AdminRunner, admin_app
 from zeta_sidecar.configmap_source import watch_configmap
 from zeta_sidecar.connections import Gate, Limits
-from zeta_sidecar.errors import BodyTooLarge, ExpectationFailed, MethodNotAllowed, UnknownRoute
 from zeta_sidecar.fd_limits import default_max_connections
 from zeta_sidecar.file_source import watch_file
 from zeta_sidecar.gateway import Gateway
-from zeta_sidecar.http_server import Answer, Handler, Request, Server
+from zeta_sidecar.http_server import Server
 from zeta_sidecar.kube_credentials import load_connection
-from zeta_sidecar.proxy import completions, models
+from zeta_sidecar.proxy import traffic_handler
 from zeta_sidecar.upstream import Connections
 
-__all__ = ["TrafficRunner", "runners", "traffic_handler"]
+__all__ = ["TrafficRunner", "runners"]
 
 logger = logging.getLogger(__name__)
 
 _PROBE_CONNECTIONS = 16
 """Concurrent health probes: ejected pods are few."""
 
-_COMPLETIONS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
-_MODELS = "/v1/models"
-_POST = ("POST",)
-_GET = ("GET", "HEAD")
-
-
-def _not_allowed(request: Request, allow: tuple[str, ...]) -> Answer:
-    message = f"Method {request.method} is not allowed for {request.raw_path}."
-    return Answer.of(MethodNotAllowed(message, allow=allow))
-
-
-def traffic_handler(gateway: Gateway) -> Handler:
-    """The OpenAI API on ``--port``: ``POST`` completions and embeddings, ``GET /v1/models``.
-
-    As aiohttp's ``Application`` router did: ``Expect`` answered (:func:`_expect`),
-    paths matched decoded (``%2F`` kept), ``HEAD`` with ``GET``; anything else is a 404 or
-    a 405 (with ``Allow``), with an OpenAI-style body as every other error here.
-    """
-    limit = gateway.settings.max_body_bytes
-
-    async def handle(request: Request) -> Answer | None:
-        if "Expect" in request.headers:
-            refusal = _expect(request, limit)
-            if refusal is not None:
-                # Labelled as the proxy labels requests refused before their model is read.
-                gateway.metrics.request("unknown", "", "", refusal.status)
-                return refusal
-        path = request.path
-        if path in _COMPLETIONS:
-            if request.method == "POST":
-                return await completions(gateway, request)
-            return _not_allowed(request, _POST)
-        if path == _MODELS:
-            if request.method in _GET:
-                return await models(gateway, request)
-            return _not_allowed(request, _GET)
-        return Answer.of(UnknownRoute(f"Invalid URL ({request.method} {request.raw_path})."))
-
-    return handle
-
-
-def _expect(request: Request, limit: int) -> Answer | None:
-    """Answer ``Expect``: ``100 Continue`` only when the declared body is within ``limit``.
-
-    A declared ``Content-Length`` over ``limit`` gets its 413 instead (the client need not
-    send the body at all), any expectation other than ``100-continue`` a 417; both close
-    the connection, since the body the client holds back would otherwise be read as the
-    next request. HTTP/1.0 has no ``Expect`` (RFC 9110, 10.1.1): ignored.
-    """
-    if not request.http11:
-        return None
-    expect = request.headers.get("Expect", "")
-    if expect.lower() != "100-continue":
-        refusal = ExpectationFailed(
-            f"Unsupported Expect header {expect[:64]!r}: only 100-continue is supported."
-        )
-        return Answer.of(refusal, close=True)
-    length = request.content_length
-    if length is not None and length > limit:
-        too_large = BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
-        return Answer.of(too_large, close=True)
-    request.send_continue()
-    return None
-
 
 class TrafficRunner(web.BaseRunner):
-    """Serves :func:`traffic_handler` on :class:`~zeta_sidecar.http_server.Server`; the
-    gateway's resources live as long as it.
+    """Serves :func:`~zeta_sidecar.proxy.traffic_handler` on
+    :class:`~zeta_sidecar.http_server.Server`; the gateway's resources live as long as it.
 
     An aiohttp runner still, for its sites (``TCPSite`` binds with ``SO_REUSEPORT`` and
     the backlog asked for) and its drain sequence (listener closed, ``pre_shutdown``,

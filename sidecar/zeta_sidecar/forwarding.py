@@ -122,7 +122,10 @@ async def _try_pod(
         if exchange.status in _RETRY_STATUSES and may_retry:
             gw.failed(pod)
             return UpstreamFailed(f"Pod of {model.name!r} answered {exchange.status}."), True
-        relay = Relay(request, gw, name, model, pod, exchange, start, timeouts, usage, explained)
+        relay = Relay(
+            request, gw, name=name, model=model, pod=pod, exchange=exchange, start=start,
+            timeouts=timeouts, usage=usage, explained=explained,
+        )  # fmt: skip
         return await relay.answer()
     finally:
         exchange.release()  # closes it unless its answer was read to the end

@@ -7,9 +7,10 @@ sidecar spent on a request. The traffic port serves four routes to OpenAI client
 parser of Node.js and uvicorn, which refuses every framing ambiguity a smuggler uses:
 ``Content-Length`` with chunked, duplicate or signed lengths, bad chunk sizes, obs-fold,
 bare LF, CR/LF/NUL in values) and hands each to the handler as a :class:`Request`. A
-whole answer (:class:`Answer`) leaves in one ``transport.write``; a streamed one goes
-out by :meth:`Request.start`, :meth:`Request.write` and :meth:`Request.write_eof`,
-chunked, waiting while the client's socket is full (never buffered without bound).
+whole answer (:class:`Answer`, or :meth:`Request.respond`) leaves in one
+``transport.write``; a streamed one goes out by :meth:`Request.start`,
+:meth:`Request.write` and :meth:`Request.write_eof`, chunked, waiting while the client's
+socket is full (never buffered without bound).
 
 What each connection keeps, as aiohttp's server did for the test suite:
 
@@ -209,6 +210,16 @@ class Request:
         transport = self._conn.transport
         if transport is not None:
             transport.write(_CONTINUE)
+
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Send a whole answer now, in one write; the handler then returns ``None``. What
+        it does after this (bookkeeping) no longer holds the answer back."""
+        conn = self._conn
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client left")
+        self._finished = True
+        transport.write(conn.whole(self, status, headers, body))
 
     # --- a streamed answer ------------------------------------------------------------------
 
@@ -476,7 +487,7 @@ class Connection(asyncio.Protocol):
         if answer is not None:
             if answer.close:
                 self.closing = True
-            transport.write(self._whole(request, answer))
+            transport.write(self.whole(request, answer.status, answer.headers, answer.body))
         elif not request._finished:
             self._abort()  # an answer left unfinished cannot be framed any more
             return False
@@ -513,12 +524,14 @@ class Connection(asyncio.Protocol):
             lines.append("\r\n")
         return "".join(lines).encode("utf-8", "surrogateescape")
 
-    def _whole(self, request: Request, answer: Answer) -> bytes:
-        status, body = answer.status, answer.body
+    def whole(
+        self, request: Request, status: int, headers: list[tuple[str, str]], body: bytes
+    ) -> bytes:
+        """A whole answer, head and body, ready to write."""
         request.started = True
         if status in _NO_BODY:
-            return self.head(request, status, answer.headers, None)
-        head = self.head(request, status, answer.headers, ("Content-Length", str(len(body))))
+            return self.head(request, status, headers, None)
+        head = self.head(request, status, headers, ("Content-Length", str(len(body))))
         if request.method == "HEAD" or not body:
             return head
         return head + body

@@ -1,8 +1,10 @@
 """The sidecar's Prometheus metrics, ``zeta_``-prefixed, in a registry of their own.
 
-Per-request updates go through cached label children (a dict look-up, not
-prometheus_client's label validation each time). Per-pod gauges (in flight, ejected)
-are read from the table store at scrape time, so the hot path never touches them.
+Per-request updates (requests, admissions, latency, time to first byte, affinity
+decisions) go to :mod:`~zeta_sidecar.tallies`' compiled dicts, read into the same
+families at scrape time; the rare ones (retries, ejections, table reloads...) to
+prometheus_client's metric objects. Per-pod gauges (in flight, ejected) are read from
+the table store at scrape time, so the hot path never touches them.
 
 Label values come from the routing table (models, pods, classes, tenants) or bounded
 sets (status codes, outcomes, reasons); a request for a model not in the table is
@@ -14,20 +16,20 @@ theirs.
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from zeta_sidecar.affinity import AffinityIndex
 from zeta_sidecar.connections import ConnectionMetrics
 from zeta_sidecar.pods import Pod
+from zeta_sidecar.tallies import Buckets, Counts, StatusCounts, Timings
 
 __all__ = ["Metrics"]
-
-_Key = TypeVar("_Key", bound=Hashable)
 
 # Seconds: from a cached answer (ms) to a long generation (minutes).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -104,16 +106,60 @@ class _AffinityCollector(Collector):
         yield family
 
 
-_MAX_CACHED = 10_000
-"""Label children cached per metric: past it the cache starts again (the series stay)."""
+def _with_created() -> bool:
+    # prometheus_client's switch (PROMETHEUS_DISABLE_CREATED_SERIES), read as its own
+    # metric objects read it.
+    return bool(getattr(prometheus_client.metrics, "_use_created", True))
 
 
-def _cache(cache: dict[_Key, Counter], key: _Key, metric: Counter, *labels: str) -> Counter:
-    """The child of ``metric`` for ``labels``, cached under ``key`` (a cache miss only)."""
-    if len(cache) > _MAX_CACHED:  # a bound on the cache, whatever the tables did over time
-        cache.clear()
-    child = cache[key] = metric.labels(*labels)
-    return child
+class _CountsCollector(Collector):
+    """A counter family from :class:`~zeta_sidecar.tallies.Counts`, as ``Counter`` wrote it."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], counts: Counts):
+        self._name, self._doc, self._labels, self._counts = name, documentation, labels, counts
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(self._name, self._doc, "counter")
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self._name, self._doc, "counter")
+        created = self._counts.created if _with_created() else None
+        total, since = f"{self._name}_total", f"{self._name}_created"
+        for key, value in list(self._counts.values.items()):
+            labels = dict(zip(self._labels, key, strict=True))
+            family.add_sample(total, labels, value)
+            if created is not None:
+                family.add_sample(since, labels, created[key])
+        yield family
+
+
+class _HistogramCollector(Collector):
+    """A histogram family (one label) from :class:`~zeta_sidecar.tallies.Buckets`, as
+    ``Histogram`` wrote it: cumulative buckets, ``_count``, ``_sum``, ``_created``."""
+
+    def __init__(self, name: str, documentation: str, label: str, tally: Buckets) -> None:
+        self._name, self._doc, self._label, self._tally = name, documentation, label, tally
+        # Untyped in prometheus_client; the bucket labels its Histogram writes.
+        self._les: list[str] = [floatToGoString(b) for b in tally.bounds]  # type: ignore[no-untyped-call]
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(self._name, self._doc, "histogram")
+
+    def collect(self) -> Iterator[Metric]:
+        name = self._name
+        family = Metric(name, self._doc, "histogram")
+        created = self._tally.created if _with_created() else None
+        for value, counts in list(self._tally.series.items()):
+            acc = 0.0
+            for le, count in zip(self._les, counts, strict=False):
+                acc += count
+                family.add_sample(f"{name}_bucket", {self._label: value, "le": le}, acc)
+            labels = {self._label: value}
+            family.add_sample(f"{name}_count", labels, acc)
+            family.add_sample(f"{name}_sum", labels, counts[-1])
+            if created is not None:
+                family.add_sample(f"{name}_created", labels, created[value])
+        yield family
 
 
 class Metrics(ConnectionMetrics):
@@ -122,25 +168,43 @@ class Metrics(ConnectionMetrics):
     def __init__(self, pods: Callable[[], Iterable[Pod]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "zeta_requests",
-            "Requests answered, by requested model, chosen model, pod and status code.",
-            ["model", "chosen_model", "pod", "code"],
-            registry=r,
+        # Updated per request: plain compiled tallies, read at scrape time. Their methods
+        # are the attributes the hot path calls (no interpreted frame in between).
+        self.requests = StatusCounts()
+        self.request: Callable[[str, str, str, int], None] = self.requests.count
+        """Count one answered request: model, chosen model, pod, status code."""
+        self.timings = Timings(_LATENCY_BUCKETS, _TTFB_BUCKETS)
+        self.observe: Callable[[str, float, float | None], None] = self.timings.observe
+        """Record a request's latency and, if a body started, its time to first byte."""
+        self.admissions = Counts()
+        self.admission: Callable[[str, str, str, str], None] = self.admissions.add
+        """Count what admission did with one request: model, class, tenant, outcome."""
+        self.affinity_decisions = Counts()
+        self.affinity_decision: Callable[[str, str, str], None] = self.affinity_decisions.add
+        """Count one affinity decision: model, kind, outcome."""
+        r.register(
+            _CountsCollector(
+                "zeta_requests",
+                "Requests answered, by requested model, chosen model, pod and status code.",
+                ["model", "chosen_model", "pod", "code"],
+                self.requests,
+            )
         )
-        self.latency = Histogram(
-            "zeta_request_duration_seconds",
-            "Time from request to the last byte of the answer.",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        r.register(
+            _HistogramCollector(
+                "zeta_request_duration_seconds",
+                "Time from request to the last byte of the answer.",
+                "model",
+                self.timings.latency,
+            )
         )
-        self.ttfb = Histogram(
-            "zeta_time_to_first_byte_seconds",
-            "Time from request to the first chunk of a streamed answer.",
-            ["model"],
-            buckets=_TTFB_BUCKETS,
-            registry=r,
+        r.register(
+            _HistogramCollector(
+                "zeta_time_to_first_byte_seconds",
+                "Time from request to the first chunk of a streamed answer.",
+                "model",
+                self.timings.ttfb,
+            )
         )
         self.retries = Counter("zeta_retries", "Retries on another pod.", ["model"], registry=r)
         self.retries_denied = Counter(
@@ -159,14 +223,16 @@ class Metrics(ConnectionMetrics):
             registry=r,
         )
         super().__init__(r)
-        self.admissions = Counter(
-            "zeta_admissions",
-            "Requests by requested model, traffic class, tenant and what admission did: "
-            "admitted (at once), queued (then sent), shed (429, sheddable class), "
-            "limited (429, tenant over its rate limit), timed_out and queue_full (waited "
-            "too long, or no place in the queue), client_left (gone while queued).",
-            ["model", "class", "tenant", "outcome"],
-            registry=r,
+        r.register(
+            _CountsCollector(
+                "zeta_admissions",
+                "Requests by requested model, traffic class, tenant and what admission did: "
+                "admitted (at once), queued (then sent), shed (429, sheddable class), "
+                "limited (429, tenant over its rate limit), timed_out and queue_full (waited "
+                "too long, or no place in the queue), client_left (gone while queued).",
+                ["model", "class", "tenant", "outcome"],
+                self.admissions,
+            )
         )
         self.queue_wait = Histogram(
             "zeta_admission_wait_seconds",
@@ -183,33 +249,20 @@ class Metrics(ConnectionMetrics):
             ["model", "reason"],
             registry=r,
         )
-        self.affinity_decisions = Counter(
-            "zeta_affinity_decisions",
-            "Affinity decisions, by model, kind (prefix, session) and outcome: hit (the pod "
-            "this replica last sent it to), placed (the placement order's first pod), "
-            "bounded_out (that pod over its load bound: a later one), session_moved (the "
-            "pinned pod over its bound, ejected or gone), no_candidate (no pod within the "
-            "bound: the ordinary picker chose).",
-            ["model", "kind", "outcome"],
-            registry=r,
+        r.register(
+            _CountsCollector(
+                "zeta_affinity_decisions",
+                "Affinity decisions, by model, kind (prefix, session) and outcome: hit (the "
+                "pod this replica last sent it to), placed (the placement order's first pod), "
+                "bounded_out (that pod over its load bound: a later one), session_moved (the "
+                "pinned pod over its bound, ejected or gone), no_candidate (no pod within the "
+                "bound: the ordinary picker chose).",
+                ["model", "kind", "outcome"],
+                self.affinity_decisions,
+            )
         )
         r.register(_PodCollector(pods))
         r.register(_TaskCollector())
-        self._request_children: dict[tuple[str, str, str, int], Counter] = {}
-        self._latency_children: dict[str, Histogram] = {}
-        self._ttfb_children: dict[str, Histogram] = {}
-        self._admission_children: dict[tuple[str, str, str, str], Counter] = {}
-        self._affinity_children: dict[tuple[str, str, str], Counter] = {}
-
-    def request(self, model: str, chosen: str, pod: str, code: int) -> None:
-        """Count one answered request."""
-        key = (model, chosen, pod, code)
-        child = self._request_children.get(key)
-        if child is None:
-            child = _cache(
-                self._request_children, key, self.requests, model, chosen, pod, str(code)
-            )
-        child.inc()
 
     def forget(self, pods: Iterable[Pod]) -> None:
         """Drop the label sets of pods that left the table, so pod churn cannot grow the
@@ -217,10 +270,8 @@ class Metrics(ConnectionMetrics):
         gone = {(pod.model, pod.name) for pod in pods}
         if not gone:
             return
-        for key in [k for k in self._request_children if (k[1], k[2]) in gone]:
-            del self._request_children[key]
-            model, chosen, pod, code = key
-            self.requests.remove(model, chosen, pod, str(code))
+        for key in [k for k in self.requests.values if (k[1], k[2]) in gone]:
+            self.requests.remove(key)
         for model, pod in gone:
             with contextlib.suppress(KeyError):  # never ejected: no series to drop
                 self.ejections.remove(model, pod)
@@ -229,25 +280,9 @@ class Metrics(ConnectionMetrics):
         """Export the admission queues' lengths (read at scrape time)."""
         self.registry.register(_QueueCollector(queued))
 
-    def admission(self, model: str, cls: str, tenant: str, outcome: str) -> None:
-        """Count what admission did with one request."""
-        key = (model, cls, tenant, outcome)
-        child = self._admission_children.get(key)
-        if child is None:
-            child = _cache(self._admission_children, key, self.admissions, *key)
-        child.inc()
-
     def watch_affinity(self, index: AffinityIndex) -> None:
         """Export the affinity index's size (read at scrape time)."""
         self.registry.register(_AffinityCollector(index))
-
-    def affinity_decision(self, model: str, kind: str, outcome: str) -> None:
-        """Count one affinity decision."""
-        key = (model, kind, outcome)
-        child = self._affinity_children.get(key)
-        if child is None:
-            child = _cache(self._affinity_children, key, self.affinity_decisions, *key)
-        child.inc()
 
     def classifier_fallback(self, model: str, reason: str) -> None:
         """Count a request the built-in estimator routed because the classifier failed."""
@@ -256,15 +291,3 @@ class Metrics(ConnectionMetrics):
     def waited(self, model: str, cls: str, seconds: float) -> None:
         """Record a request's time in the admission queue."""
         self.queue_wait.labels(model, cls).observe(seconds)
-
-    def observe(self, model: str, latency: float, ttfb: float | None) -> None:
-        """Record a request's latency and, if a body started, its time to first byte."""
-        child = self._latency_children.get(model)
-        if child is None:
-            child = self._latency_children[model] = self.latency.labels(model)
-        child.observe(latency)
-        if ttfb is not None:
-            t = self._ttfb_children.get(model)
-            if t is None:
-                t = self._ttfb_children[model] = self.ttfb.labels(model)
-            t.observe(ttfb)

@@ -22,18 +22,21 @@ from zeta_sidecar.complexity import describe
 from zeta_sidecar.errors import (
     ApiError,
     BodyTooLarge,
+    ExpectationFailed,
+    MethodNotAllowed,
     NoCapacity,
     NoHealthyPod,
     RateLimited,
+    UnknownRoute,
 )
 from zeta_sidecar.forwarding import forward
 from zeta_sidecar.gateway import Gateway
-from zeta_sidecar.http_server import Answer, Request
+from zeta_sidecar.http_server import Answer, Handler, Request
 from zeta_sidecar.limits import BYTES_PER_TOKEN, TenantLimits, Usage
 from zeta_sidecar.pods import ModelPods
 from zeta_sidecar.table_store import Snapshot, VirtualModel
 
-__all__ = ["completions", "models"]
+__all__ = ["completions", "models", "traffic_handler"]
 
 _DEBUG_HEADER = "x-zeta-debug"
 """A request with ``x-zeta-debug: 1`` to a complexity virtual model is answered with an
@@ -42,6 +45,71 @@ _LARGE_BODY_BYTES = 1 << 20
 """Request bodies above this size are parsed one at a time (see :func:`completions`)."""
 _UNKNOWN = "unknown"
 """Metric label for a model that is not in the table (keeps label sets bounded)."""
+
+
+_COMPLETIONS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+_MODELS = "/v1/models"
+_POST = ("POST",)
+_GET = ("GET", "HEAD")
+
+
+def _not_allowed(request: Request, allow: tuple[str, ...]) -> Answer:
+    message = f"Method {request.method} is not allowed for {request.raw_path}."
+    return Answer.of(MethodNotAllowed(message, allow=allow))
+
+
+def traffic_handler(gateway: Gateway) -> Handler:
+    """The OpenAI API on ``--port``: ``POST`` completions and embeddings, ``GET /v1/models``.
+
+    As aiohttp's ``Application`` router did: ``Expect`` answered (:func:`_expect`),
+    paths matched decoded (``%2F`` kept), ``HEAD`` with ``GET``; anything else is a 404 or
+    a 405 (with ``Allow``), with an OpenAI-style body as every other error here.
+    """
+    limit = gateway.settings.max_body_bytes
+
+    async def handle(request: Request) -> Answer | None:
+        if "Expect" in request.headers:
+            refusal = _expect(request, limit)
+            if refusal is not None:
+                # Labelled as the proxy labels requests refused before their model is read.
+                gateway.metrics.request("unknown", "", "", refusal.status)
+                return refusal
+        path = request.path
+        if path in _COMPLETIONS:
+            if request.method == "POST":
+                return await completions(gateway, request)
+            return _not_allowed(request, _POST)
+        if path == _MODELS:
+            if request.method in _GET:
+                return await models(gateway, request)
+            return _not_allowed(request, _GET)
+        return Answer.of(UnknownRoute(f"Invalid URL ({request.method} {request.raw_path})."))
+
+    return handle
+
+
+def _expect(request: Request, limit: int) -> Answer | None:
+    """Answer ``Expect``: ``100 Continue`` only when the declared body is within ``limit``.
+
+    A declared ``Content-Length`` over ``limit`` gets its 413 instead (the client need not
+    send the body at all), any expectation other than ``100-continue`` a 417; both close
+    the connection, since the body the client holds back would otherwise be read as the
+    next request. HTTP/1.0 has no ``Expect`` (RFC 9110, 10.1.1): ignored.
+    """
+    if not request.http11:
+        return None
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        refusal = ExpectationFailed(
+            f"Unsupported Expect header {expect[:64]!r}: only 100-continue is supported."
+        )
+        return Answer.of(refusal, close=True)
+    length = request.content_length
+    if length is not None and length > limit:
+        too_large = BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
+        return Answer.of(too_large, close=True)
+    request.send_continue()
+    return None
 
 
 def _explain(

@@ -15,7 +15,6 @@ nothing else is honest once a status and a length have gone out.
 
 import contextlib
 import logging
-from dataclasses import dataclass
 
 from zeta_api import Timeouts
 from zeta_sidecar.errors import ApiError, UpstreamFailed, UpstreamTimeout, sse_error_event
@@ -39,43 +38,68 @@ _WHOLE_ANSWER_BYTES = 1 << 20
 is still a clean 502); longer ones are relayed piece by piece."""
 
 
-@dataclass(slots=True, eq=False)
 class Relay:
     """One pod's answer to one client request, and whom to tell how it went."""
 
-    request: Request
-    gw: Gateway
-    name: str
-    """The model the client asked for (its metric label)."""
-    model: ModelPods
-    """The model chosen for it."""
-    pod: Pod
-    exchange: Exchange
-    start: float
-    timeouts: Timeouts
-    usage: Usage | None
-    explained: tuple[str, str] | None
-    """An answer header saying why the request went where it went, if asked for."""
+    # A plain class, not a dataclass: mypyc leaves a dataclass's generated __init__
+    # interpreted, and one Relay is built per request.
+    def __init__(
+        self,
+        request: Request,
+        gw: Gateway,
+        *,
+        name: str,
+        model: ModelPods,
+        pod: Pod,
+        exchange: Exchange,
+        start: float,
+        timeouts: Timeouts,
+        usage: Usage | None,
+        explained: tuple[str, str] | None,
+    ) -> None:
+        self.request = request
+        self.gw = gw
+        self.name = name
+        """The model the client asked for (its metric label)."""
+        self.model = model
+        """The model chosen for it."""
+        self.pod = pod
+        self.exchange = exchange
+        self.start = start
+        self.timeouts = timeouts
+        self.usage = usage
+        self.explained = explained
+        """An answer header saying why the request went where it went, if asked for."""
 
     async def answer(self) -> Answer | None:
-        """Pass the answer through: whole if plain, chunk by chunk if an event stream
-        (then ``None``: it went out)."""
-        exchange, gw = self.exchange, self.gw
+        """Pass the answer through: whole if plain (sent at once when it came with its
+        head), chunk by chunk if an event stream; ``None`` once it went out."""
+        exchange = self.exchange
         status = exchange.status
-        if status >= 500:
-            gw.failed(self.pod)
-        else:
-            gw.succeeded(self.pod)
-        if exchange.content_type == "text/event-stream":
+        stream = exchange.content_type == "text/event-stream"
+        if exchange.complete and not stream:  # the common case: it came with its head
+            data = exchange.take()
+            try:
+                self.request.respond(status, self._headers(), data)
+            finally:
+                # After the answer left: the client does not wait for the bookkeeping.
+                self._health(status)
+                if self.usage is not None:
+                    self.usage.seen(data)
+                self._done(status, None)  # a plain answer's first byte is its last
+            return None
+        self._health(status)
+        if stream:
             return await self._stream()
+        return await self._plain()
+
+    async def _plain(self) -> Answer | None:
+        """A plain answer still coming: read up to a bound, so a pod's failure mid-answer
+        can still become a clean 502 while it is short; relayed piece by piece past it."""
+        exchange = self.exchange
+        status = exchange.status
         try:
-            # Most answers are whole by now; a long one is read up to a bound, so a pod's
-            # failure mid-answer can still become a clean 502 while it is short.
-            data = (
-                exchange.take()
-                if exchange.complete
-                else await exchange.read(self.timeouts.first_byte, limit=_WHOLE_ANSWER_BYTES)
-            )
+            data = await exchange.read(self.timeouts.first_byte, limit=_WHOLE_ANSWER_BYTES)
         except TimeoutError:
             return self._refused(UpstreamTimeout("Pod answer timed out."))
         except ConnectionError as exc:
@@ -85,8 +109,15 @@ class Relay:
             return None
         if self.usage is not None:
             self.usage.seen(data)
-        self._done(status, None)  # a plain answer's first byte is its last
+        self._done(status, None)
         return Answer(status, self._headers(), data)
+
+    def _health(self, status: int) -> None:
+        """Tell outlier detection how the pod answered."""
+        if status >= 500:
+            self.gw.failed(self.pod)
+        else:
+            self.gw.succeeded(self.pod)
 
     async def _pieces(self, first: bytes) -> None:
         """A plain answer too long to hold: relayed as it comes, never whole in memory.

@@ -52,6 +52,9 @@ keep-alive default (vLLM's server), so the pod rarely closes one as it is reused
 
 _MAX_IDLE_PER_ADDRESS: Final = 256
 
+_TIMER_SLACK: Final = 0.001
+"""A timer may fire up to a millisecond early (uvloop's clock counts milliseconds)."""
+
 
 class Exchange(ResponseProtocol):
     """One connection, and the response in progress on it, as its reader sees them."""
@@ -60,18 +63,49 @@ class Exchange(ResponseProtocol):
         super().__init__(connections.loop, address)
         self._connections = connections
         self.idle_since = 0.0
+        # One timer per connection, left armed between waits and moved on only when it
+        # fires: arming and cancelling one per wait (each request's head, each streamed
+        # chunk) cost on the path of every answer.
+        self._deadline = 0.0
+        """When the wait in progress times out."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # --- the consumer's side --------------------------------------------------------------
 
     async def _wait(self, deadline: float) -> None:
         waiter = self._waiter = self._loop.create_future()
-        # One timer per wait, not an asyncio.timeout() context: cheaper on the hot path.
-        timer = self._loop.call_at(deadline, _expire, waiter)
+        self._deadline = deadline
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._expire)
+        self._timer_at = when
+
+    def _expire(self) -> None:
+        """The timer fired: the wait in progress times out if its deadline has passed;
+        a later deadline (a newer wait) moves the timer on; no wait lets it rest."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._loop.time() >= self._deadline - _TIMER_SLACK:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._arm(self._deadline)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._timer is not None:  # it holds this exchange: let both go
+            self._timer.cancel()
+            self._timer = None
 
     def _send(self, data: bytes) -> None:
         assert self._transport is not None
@@ -161,11 +195,6 @@ class Exchange(ResponseProtocol):
             and not self._transport.is_closing()
             and time.monotonic() - self.idle_since < _IDLE_SECONDS
         )
-
-
-def _expire(waiter: "asyncio.Future[None]") -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 def _split(address: str) -> tuple[str, int]:
