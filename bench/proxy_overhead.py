@@ -292,7 +292,7 @@ def run(  # noqa: PLR0915  # one linear script
     procs = Processes(workdir)
     plain_ports = [free_port(), free_port()]
     sse_ports = [free_port(), free_port()]
-    ports = {name: free_port() for name in ("nginx", "sidecar", "admin", "vllm-router")}
+    ports = {name: free_port() for name in ("nginx", "vllm-router")}
     script = workdir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -336,20 +336,20 @@ def run(  # noqa: PLR0915  # one linear script
 
         table = workdir / "routing.json"
         table.write_text(sidecar_table(plain_ports, sse_ports))
-        argv = sidecar_argv(
-            ("--table-file", str(table)),
-            port=ports["sidecar"],
-            admin_port=ports["admin"],
-            # One process on its one core: the per-core figure (the default would also
-            # find 1 CPU under taskset, but the benchmark says what it measures).
-            extra=("--log-level", "WARNING", "--workers", "1"),
-        )
-        sidecar = procs.start("proxy-zeta-sidecar", argv, PROXY_CPU)
-        wait_http(f"http://127.0.0.1:{ports['admin']}/readyz", sidecar)
+        # Each sidecar: (port, PID). Beside the one measured, the same code forced to pure
+        # Python (the compiled form against its own source) and another checkout's.
+        sidecars = {"zeta-sidecar": start_sidecar(procs, table, "proxy-zeta-sidecar")}
         form = sidecar_form()
-        pure = start_pure_sidecar(procs, table) if form.startswith("compiled") else None
-        pure_port = pure[0] if pure else 0
-        base = start_baseline_sidecar(procs, table, baseline) if baseline else None
+        if form.startswith("compiled"):
+            sidecars[PURE_NAME] = start_sidecar(
+                procs, table, "proxy-zeta-sidecar-pure", {"ZETA_PURE_PYTHON": "1"}
+            )
+        if baseline:
+            path = ":".join(str(baseline / p) for p in ("api", "operator", "sidecar", "testbed"))
+            log(f"baseline {baseline}: {sidecar_form({'PYTHONPATH': path})}")
+            sidecars[BASELINE_NAME] = start_sidecar(
+                procs, table, "proxy-zeta-sidecar-baseline", {"PYTHONPATH": path}
+            )
 
         router_note = ""
         vr_sse_port = free_port()
@@ -387,25 +387,10 @@ def run(  # noqa: PLR0915  # one linear script
                 f"http://127.0.0.1:{nginx_sse_port}/v1/chat/completions",
                 "bench-served",
             ),
-            (
-                "zeta-sidecar",
-                f"http://127.0.0.1:{ports['sidecar']}/v1/chat/completions",
-                f"http://127.0.0.1:{ports['sidecar']}/v1/chat/completions",
-                "bench-sse",
-            ),
         ]
-        if pure_port:
-            targets.append(
-                (
-                    PURE_NAME,
-                    f"http://127.0.0.1:{pure_port}/v1/chat/completions",
-                    f"http://127.0.0.1:{pure_port}/v1/chat/completions",
-                    "bench-sse",
-                )
-            )
-        if base:
-            url = f"http://127.0.0.1:{base[0]}/v1/chat/completions"
-            targets.append((BASELINE_NAME, url, url, "bench-sse"))
+        for name, (port, _) in sidecars.items():
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            targets.append((name, url, url, "bench-sse"))
         if not router_note:
             targets.append(
                 (
@@ -415,14 +400,8 @@ def run(  # noqa: PLR0915  # one linear script
                     "bench-served",
                 )
             )
-        pids = {
-            "zeta-sidecar": sidecar.process.pid,
-            "vllm-router (round_robin)": vrouter.process.pid,
-        }
-        if pure:
-            pids[PURE_NAME] = pure[1]
-        if base:
-            pids[BASELINE_NAME] = base[1]
+        pids = {name: pid for name, (_, pid) in sidecars.items()}
+        pids["vllm-router (round_robin)"] = vrouter.process.pid
         cpu_us: dict[str, list[float]] = {}
         for _, url, _, _ in targets:
             wrk(url, script, connections=connections, seconds=1)  # warm-up: pools, caches
@@ -461,44 +440,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_pure_sidecar(procs: Processes, table: Path) -> tuple[int, int]:
-    """A second sidecar forced to pure Python; its port and PID. The compiled form against
-    its own source in the same run (issue 11), loaded in turn like every other target."""
-    port, admin_port = free_port(), free_port()
-    argv = sidecar_argv(
-        ("--table-file", str(table)), port=port, admin_port=admin_port,
-        extra=("--log-level", "WARNING"),
-    )  # fmt: skip
-    pure = procs.start("proxy-zeta-sidecar-pure", argv, PROXY_CPU, env={"ZETA_PURE_PYTHON": "1"})
-    wait_http(f"http://127.0.0.1:{admin_port}/readyz", pure)
-    return port, pure.process.pid
-
-
-def start_baseline_sidecar(procs: Processes, table: Path, checkout: Path) -> tuple[int, int]:
-    """The sidecar of another checkout (its packages first on ``PYTHONPATH``); its port and
-    PID, for a before-and-after in the same run."""
+def start_sidecar(
+    procs: Processes, table: Path, name: str, env: dict[str, str] | None = None
+) -> tuple[int, int]:
+    """A sidecar serving ``table`` on the proxy's core, as one process (the per-core
+    figure: the default would also find 1 CPU under taskset, but the benchmark says what
+    it measures); its port and PID. ``env``: what makes it another form (pure Python,
+    another checkout's packages first on ``PYTHONPATH``)."""
     port, admin_port = free_port(), free_port()
     argv = sidecar_argv(
         ("--table-file", str(table)), port=port, admin_port=admin_port,
         extra=("--log-level", "WARNING", "--workers", "1"),
     )  # fmt: skip
-    path = ":".join(str(checkout / p) for p in ("api", "operator", "sidecar", "testbed"))
-    form = subprocess.run(
-        [argv[0], "--version"], capture_output=True, text=True, check=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": path},
-    ).stdout.strip()  # fmt: skip
-    log(f"baseline {checkout}: {form}")
-    child = procs.start("proxy-zeta-sidecar-baseline", argv, PROXY_CPU, env={"PYTHONPATH": path})
+    child = procs.start(name, argv, PROXY_CPU, env=env)
     wait_http(f"http://127.0.0.1:{admin_port}/readyz", child)
     return port, child.process.pid
 
 
-def sidecar_form() -> str:
-    """What ``zeta-sidecar --version`` says of the form that runs, e.g. ``compiled
-    (mypyc): 16 modules`` or ``pure Python``."""
+def sidecar_form(env: dict[str, str] | None = None) -> str:
+    """What ``zeta-sidecar --version`` says of the form that runs (with ``env`` added),
+    e.g. ``compiled (mypyc): 16 modules`` or ``pure Python``."""
     out = subprocess.run(
         [*sidecar_argv((), port=0, admin_port=0)[:1], "--version"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True, text=True, check=True, timeout=60, env={**os.environ, **(env or {})},
     ).stdout  # fmt: skip
     return out.strip().partition(", ")[2] or "unknown"
 
