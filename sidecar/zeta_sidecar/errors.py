@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from zeta_sidecar.limits import Refusal
 
 __all__ = [
+    "JSON_TYPE",
     "ApiError",
     "BadRequest",
     "BodyTooLarge",
@@ -43,7 +44,8 @@ __all__ = [
 ]
 
 
-_JSON = ("Content-Type", "application/json")
+JSON_TYPE = ("Content-Type", "application/json")
+"""The header of every JSON answer."""
 
 
 class ApiError(Exception):
@@ -77,7 +79,7 @@ class ApiError(Exception):
         """(status, headers, body) of the answer, for either port's server to wrap: the
         traffic port's :class:`~zeta_sidecar.http_server.Answer`, aiohttp's
         :meth:`response` on the admin port."""
-        return self.status, [_JSON, *self.headers().items()], self.body()
+        return self.status, [JSON_TYPE, *self.headers().items()], self.body()
 
     def response(self) -> web.Response:
         """The answer as aiohttp's (the admin port)."""

@@ -164,6 +164,19 @@ class Request:
         """The client's transport, ``None`` once the client has left."""
         return self._conn.transport
 
+    @property
+    def client_left(self) -> bool:
+        """The client's connection is gone or closing: nothing more reaches it."""
+        transport = self._conn.transport
+        return transport is None or transport.is_closing()
+
+    def _writable(self) -> asyncio.Transport:
+        """The client's transport; :class:`ConnectionResetError` if the client left."""
+        transport = self._conn.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client left")
+        return transport
+
     # --- the body ---------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
@@ -214,12 +227,9 @@ class Request:
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """Send a whole answer now, in one write; the handler then returns ``None``. What
         it does after this (bookkeeping) no longer holds the answer back."""
-        conn = self._conn
-        transport = conn.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("the client left")
+        transport = self._writable()
         self._finished = True
-        transport.write(conn.whole(self, status, headers, body))
+        transport.write(self._conn.whole(self, status, headers, body))
 
     # --- a streamed answer ------------------------------------------------------------------
 
@@ -229,10 +239,8 @@ class Request:
         """Begin an answer whose body follows by :meth:`write`; chunked unless ``length``
         is given (an HTTP/1.0 client's then runs to the close). The head leaves with the
         first piece of the body, in one segment."""
+        self._writable()  # raises if the client left: nothing to begin
         conn = self._conn
-        transport = conn.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("the client left")
         framing: tuple[str, str] | None
         if length is not None:
             framing = ("Content-Length", str(length))
@@ -249,10 +257,7 @@ class Request:
         """Send a piece of the body; waits while the client's socket is full."""
         if not data or self.method == "HEAD":
             return
-        conn = self._conn
-        transport = conn.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("the client left")
+        transport = self._writable()
         head, self._head = self._head, b""
         if self._chunked:
             transport.write(b"%b%x\r\n%b\r\n" % (head, len(data), data))
@@ -260,8 +265,8 @@ class Request:
             transport.write(head + data)
         else:
             transport.write(data)
-        if conn.paused:
-            await conn.drain()
+        if self._conn.paused:
+            await self._conn.drain()
 
     async def write_eof(self) -> None:
         """End the body: the answer is complete."""
@@ -559,16 +564,17 @@ class Connection(asyncio.Protocol):
 
     def _stop(self) -> None:
         """Parse nothing more: the requests parsed are answered, then the connection closes."""
-        self._stopped = self.closing = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._stop_reading()
         if self._task is None and self.transport is not None and self._body is None:
             self.transport.close()
 
-    def _malformed(self, message: str) -> None:
+    def _stop_reading(self) -> None:
         self._stopped = self.closing = True
         if self.transport is not None:
             self.transport.pause_reading()
+
+    def _malformed(self, message: str) -> None:
+        self._stop_reading()
         request = self._body
         if request is not None:  # its head was fine, its body is not: read() says so
             self._body = None

@@ -20,6 +20,7 @@ from zeta_sidecar.affinity_keys import request_keys
 from zeta_sidecar.bodies import parse_body, rewrite_model, with_priority
 from zeta_sidecar.complexity import describe
 from zeta_sidecar.errors import (
+    JSON_TYPE,
     ApiError,
     BodyTooLarge,
     ExpectationFailed,
@@ -72,7 +73,7 @@ def traffic_handler(gateway: Gateway) -> Handler:
             refusal = _expect(request, limit)
             if refusal is not None:
                 # Labelled as the proxy labels requests refused before their model is read.
-                gateway.metrics.request("unknown", "", "", refusal.status)
+                gateway.metrics.request(_UNKNOWN, "", "", refusal.status)
                 return refusal
         path = request.path
         if path in _COMPLETIONS:
@@ -104,11 +105,19 @@ def _expect(request: Request, limit: int) -> Answer | None:
             f"Unsupported Expect header {expect[:64]!r}: only 100-continue is supported."
         )
         return Answer.of(refusal, close=True)
-    length = request.content_length
-    if length is not None and length > limit:
-        too_large = BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
+    too_large = _declared_too_large(request, limit)
+    if too_large is not None:
         return Answer.of(too_large, close=True)
     request.send_continue()
+    return None
+
+
+def _declared_too_large(request: Request, limit: int) -> BodyTooLarge | None:
+    """The 413 of a body whose declared ``Content-Length`` is over ``limit``: refused before
+    a byte of it is read."""
+    length = request.content_length
+    if length is not None and length > limit:
+        return BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
     return None
 
 
@@ -122,15 +131,12 @@ def _explain(
     return ("x-zeta-complexity", why)
 
 
-_JSON = ("Content-Type", "application/json")
-
-
 async def models(gw: Gateway, request: Request) -> Answer:
     """``GET /v1/models``: the table's models and virtual models."""
     snapshot = gw.store.current
     if snapshot is None:
         return Answer.of(NoHealthyPod("No routing table is loaded yet."))
-    return Answer(200, [_JSON], snapshot.models_json)
+    return Answer(200, [JSON_TYPE], snapshot.models_json)
 
 
 async def completions(gw: Gateway, request: Request) -> Answer | None:
@@ -143,9 +149,9 @@ async def completions(gw: Gateway, request: Request) -> Answer | None:
             raise NoHealthyPod("No routing table is loaded yet.")
         # Read inline, not in a helper coroutine: one coroutine less per request.
         limit = gw.settings.max_body_bytes
-        length = request.content_length
-        if length is not None and length > limit:
-            raise BodyTooLarge(f"Request body of {length} bytes is over the limit of {limit}.")
+        too_large = _declared_too_large(request, limit)
+        if too_large is not None:
+            raise too_large
         raw = await request.read()  # BodyTooLarge past the limit, BadRequest if malformed
         if len(raw) > _LARGE_BODY_BYTES:
             # Parsing holds the event loop (~5 ms per MiB; no JSON parser lets go of the

@@ -84,9 +84,7 @@ class Relay:
             finally:
                 # After the answer left: the client does not wait for the bookkeeping.
                 self._health(status)
-                if self.usage is not None:
-                    self.usage.seen(data)
-                self._done(status, None)  # a plain answer's first byte is its last
+                self._whole_done(status, data)
             return None
         self._health(status)
         if stream:
@@ -107,10 +105,14 @@ class Relay:
         if not exchange.complete:
             await self._pieces(data)
             return None
+        self._whole_done(status, data)
+        return Answer(status, self._headers(), data)
+
+    def _whole_done(self, status: int, data: bytes) -> None:
+        """A whole plain answer: its usage read, and counted (its first byte is its last)."""
         if self.usage is not None:
             self.usage.seen(data)
         self._done(status, None)
-        return Answer(status, self._headers(), data)
 
     def _health(self, status: int) -> None:
         """Tell outlier detection how the pod answered."""
@@ -137,7 +139,7 @@ class Relay:
                 chunk = await exchange.readany(self.timeouts.idle)
             await request.write_eof()
         except (TimeoutError, ConnectionError) as exc:
-            if request.transport is None or request.transport.is_closing():
+            if request.client_left:
                 raise ConnectionResetError("the client left") from exc
             self.gw.failed(self.pod)
             logger.warning("answer from %s cut after its first byte: %r", self.pod.name, exc)
@@ -175,7 +177,7 @@ class Relay:
             gw.failed(self.pod)
             await _end_with_error(request, "The pod went silent mid-stream.", "upstream_timeout")
         except ConnectionError as exc:
-            if request.transport is None or request.transport.is_closing():
+            if request.client_left:
                 raise  # the client left; the handler ends, the upstream connection is closed
             gw.failed(self.pod)
             logger.warning("stream from %s cut after its first byte: %s", self.pod.name, exc)
